@@ -1,0 +1,1 @@
+"""The imaging service (see ../shared/DESIGN.md); its routes arrive with its issue."""

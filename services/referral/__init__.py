@@ -1,0 +1,1 @@
+"""The referral service: cases, routing, triage, missions, reports, and agreement administration."""

@@ -1,0 +1,45 @@
+"""Controlled vocabularies: specialties and service kinds, labelled in ar/fr/en with SNOMED CT codes.
+
+The data lives in `vocabulary.json`; each SNOMED CT code there was checked
+against published value sets (HL7 c80 practice codes and others).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from shared.i18n import DEFAULT_LANGUAGE
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    code: str
+    snomed: str | None
+    labels: dict[str, str]
+
+    def label(self, lang: str) -> str:
+        return self.labels.get(lang) or self.labels[DEFAULT_LANGUAGE]
+
+
+@cache
+def _load() -> dict[str, dict[str, Term]]:
+    raw = json.loads(Path(__file__).with_name("vocabulary.json").read_text(encoding="utf-8"))
+    return {
+        kind: {t["code"]: Term(t["code"], t.get("snomed"), t["labels"]) for t in raw[kind]}
+        for kind in ("specialties", "service_kinds")
+    }
+
+
+def specialties() -> dict[str, Term]:
+    return _load()["specialties"]
+
+
+def service_kinds() -> dict[str, Term]:
+    return _load()["service_kinds"]
+
+
+def is_specialty(code: str) -> bool:
+    return code in specialties()

@@ -1,0 +1,1 @@
+"""Users, roles and tokens: who is calling, from which institution, with which roles."""

@@ -1,0 +1,1 @@
+"""The agreement registry: institutions, agreements, coverage lines, usage ledger."""

@@ -1,0 +1,84 @@
+"""Configuration from `JISR_*` environment variables, with embedded defaults.
+
+The defaults run the whole platform in one process on one laptop: SQLite and
+files under `var/`, Celery on an in-process worker. Production sets
+`JISR_ENVIRONMENT=production`, which refuses the development secrets.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_ADMIN_PASSWORD = "admin"  # noqa: S105 - the documented embedded default, refused in production
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JISR_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    """SQLAlchemy async URL; empty means SQLite in `data_dir`."""
+    database_echo: bool = False
+
+    # Celery: "memory://" runs tasks on a worker thread inside the web process.
+    broker_url: str = "memory://"
+    result_backend: str = "cache+memory://"
+    task_visibility_timeout_s: int = 4 * 3600
+
+    # Identity.
+    admin_password: str = DEV_ADMIN_PASSWORD
+    jwt_issuer: str = "jisr"
+    jwt_audience: str = "jisr"
+    access_token_ttl_s: int = Field(default=3600, ge=60, le=24 * 3600)
+    signing_key_path: Path | None = None
+    """PEM private key for issuing tokens; generated under `data_dir` when unset."""
+    oidc_issuer: str | None = None
+    """When set, tokens come from this OIDC issuer (validated through its JWKS)."""
+    oidc_jwks_url: str | None = None
+    oidc_audience: str | None = None
+    oidc_username_claim: str = "preferred_username"
+
+    # The organisation running the platform: its admins and auditors act platform-wide.
+    operator_code: str = "JISR"
+    operator_name: str = "Jisr platform operator"
+    operator_country: str = Field(default="DZ", pattern=r"^[A-Z]{2}$")
+    operator_timezone: str = "Africa/Algiers"
+
+    # HTTP.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    log_json: bool = True
+    seed_demo: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> Settings:
+        if self.environment == "production":
+            if self.admin_password == DEV_ADMIN_PASSWORD:
+                raise ValueError(
+                    "set JISR_ADMIN_PASSWORD: the development default is refused in production"
+                )
+            if not self.database_url:
+                raise ValueError("set JISR_DATABASE_URL in production")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'jisr.db').resolve()}"
+
+    @property
+    def key_path(self) -> Path:
+        return self.signing_key_path or self.data_dir / "keys" / "signing-key.pem"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

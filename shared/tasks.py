@@ -1,0 +1,172 @@
+"""The one Celery app, and how tasks run the platform's async code.
+
+Tasks are thin sync functions named `*_task` that take ids, re-load their rows
+and can run twice safely. `run_async()` runs their async body on an event loop
+owned by the worker thread, with that loop's own database engine.
+
+Embedded default: the broker is kombu's in-memory transport, and
+`EmbeddedWorker` runs a real Celery worker (solo pool) and beat in threads of
+the web process, so the same task code and schedule run with nothing to
+install. Production points `JISR_BROKER_URL` at Redis and runs `celery worker`
+and `celery beat` as their own processes.
+
+Tasks are sent only after the transaction that asked for them commits
+(`send_after_commit`), and carry the request id in their headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from celery import Celery, signals
+from celery.beat import EmbeddedService
+from celery.worker import WorkController
+from celery.worker import state as worker_state
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session as SyncSession
+
+from shared.logs import request_id_var
+from shared.platform import Platform
+from shared.settings import Settings, get_settings
+
+T = TypeVar("T")
+log = logging.getLogger("jisr.tasks")
+
+TASK_MODULES = ["shared.registry.tasks"]
+
+celery_app = Celery("jisr", include=TASK_MODULES)
+
+
+def configure(settings: Settings) -> Celery:
+    """Apply settings: late acks with rejection on worker loss, prefetch one, long visibility."""
+    transport = {"visibility_timeout": settings.task_visibility_timeout_s}
+    celery_app.conf.update(
+        broker_url=settings.broker_url,
+        result_backend=settings.result_backend,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="jisr",
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        result_expires=timedelta(days=1),
+        task_serializer="json",
+        accept_content=["json"],
+        timezone="UTC",
+        enable_utc=True,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+        beat_schedule={
+            "expire-lapsed-agreements": {
+                "task": "registry.expire_agreements_task",
+                "schedule": timedelta(hours=1),
+            },
+        },
+    )
+    return celery_app
+
+
+configure(get_settings())
+
+# The platform tasks use: set by the embedded app, else built from the environment.
+_platform: Platform | None = None
+_local = threading.local()
+
+
+def use_platform(platform: Platform) -> None:
+    global _platform
+    _platform = platform
+    configure(platform.settings)
+
+
+def task_platform() -> Platform:
+    global _platform
+    if _platform is None:
+        _platform = Platform.from_settings(get_settings())
+    return _platform
+
+
+def run_async(body: Callable[[Platform], Awaitable[T]]) -> T:
+    """Run a task's async body on this thread's own, long-lived event loop."""
+    loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _local.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(body(task_platform()))
+
+
+# Send after commit ---------------------------------------------------------------------
+
+_OUTBOX = "jisr_outbox"
+
+
+def send_after_commit(session: AsyncSession, task_name: str, *args: Any, **kwargs: Any) -> None:
+    """Queue a task to be sent once `session` commits; a rollback drops it."""
+    session.sync_session.info.setdefault(_OUTBOX, []).append((task_name, args, kwargs))
+
+
+@event.listens_for(SyncSession, "after_commit")
+def _send_outbox(session: SyncSession) -> None:
+    for name, args, kwargs in session.info.pop(_OUTBOX, []):
+        celery_app.send_task(name, args=args, kwargs=kwargs)
+
+
+@event.listens_for(SyncSession, "after_rollback")
+def _drop_outbox(session: SyncSession) -> None:
+    session.info.pop(_OUTBOX, None)
+
+
+@signals.before_task_publish.connect
+def _carry_request_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    if headers is not None and request_id_var.get():
+        headers["request_id"] = request_id_var.get()
+
+
+@signals.task_prerun.connect
+def _adopt_request_id(task: Any = None, **_: Any) -> None:
+    rid = getattr(task.request, "request_id", None) if task is not None else None
+    request_id_var.set(rid)
+
+
+# The embedded worker -------------------------------------------------------------------
+
+
+class EmbeddedWorker:
+    """A real Celery worker (solo pool) and beat, in threads of this process."""
+
+    def __init__(self, *, beat: bool = True) -> None:
+        self._beat: Any = EmbeddedService(celery_app, thread=True) if beat else None
+        self._worker: WorkController | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        worker_state.should_terminate = None
+        self._worker = celery_app.WorkController(
+            pool="solo",
+            concurrency=1,
+            hostname="embedded@jisr",
+            loglevel="WARNING",
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+        )
+        self._thread = threading.Thread(
+            target=self._worker.start, name="celery-worker", daemon=True
+        )
+        self._thread.start()
+        if self._beat is not None:
+            self._beat.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._beat is not None:
+            self._beat.stop()
+        worker_state.should_terminate = 0  # type: ignore[assignment]
+        if self._thread is not None:
+            self._thread.join(timeout)
+        worker_state.should_terminate = None
