@@ -36,20 +36,17 @@ def translate(key: str, lang: str = DEFAULT_LANGUAGE, /, **params: Any) -> str:
 
 
 def negotiate(accept_language: str | None, preferred: tuple[str, ...] = ()) -> str:
-    """Pick a language: the user's own preferences first, then the Accept-Language header."""
-    for lang in preferred:
-        if lang in LANGUAGES:
-            return lang
-    if not accept_language:
-        return DEFAULT_LANGUAGE
+    """Pick a language: the request's Accept-Language first, then the user's own languages."""
     weighted: list[tuple[float, int, str]] = []
-    for index, part in enumerate(accept_language.split(",")):
+    for index, part in enumerate((accept_language or "").split(",")):
         tag, _, q = part.strip().partition(";q=")
         try:
             weight = float(q) if q else 1.0
         except ValueError:
             continue
         primary = tag.strip().split("-")[0].lower()
-        if primary in LANGUAGES:
+        if primary in LANGUAGES and weight > 0:
             weighted.append((-weight, index, primary))
-    return min(weighted)[2] if weighted else DEFAULT_LANGUAGE
+    if weighted:
+        return min(weighted)[2]
+    return next((lang for lang in preferred if lang in LANGUAGES), DEFAULT_LANGUAGE)
