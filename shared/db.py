@@ -130,6 +130,7 @@ class Database:
                 raise
 
     async def dispose(self) -> None:
+        """Close the running loop's engine (call it on that loop)."""
         loop = asyncio.get_running_loop()
         engine = self._engines.pop(loop, None)
         if engine is not None:

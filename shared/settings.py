@@ -28,8 +28,11 @@ class Settings(BaseSettings):
 
     # Celery: "memory://" runs tasks on a worker thread inside the web process.
     broker_url: str = "memory://"
-    result_backend: str = "cache+memory://"
+    result_backend: str | None = None
+    """None: tasks report progress in our own tables, not through Celery results."""
     task_visibility_timeout_s: int = 4 * 3600
+    expiry_check_interval_s: int = Field(default=3600, ge=1)
+    """How often beat marks lapsed agreements expired."""
 
     # Identity.
     admin_password: str = DEV_ADMIN_PASSWORD

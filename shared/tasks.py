@@ -24,6 +24,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from celery import Celery, signals
+from celery._state import _set_task_join_will_block  # type: ignore[attr-defined]
 from celery.beat import EmbeddedService
 from celery.worker import WorkController
 from celery.worker import state as worker_state
@@ -66,7 +67,7 @@ def configure(settings: Settings) -> Celery:
         beat_schedule={
             "expire-lapsed-agreements": {
                 "task": "registry.expire_agreements_task",
-                "schedule": timedelta(hours=1),
+                "schedule": timedelta(seconds=settings.expiry_check_interval_s),
             },
         },
     )
@@ -93,12 +94,32 @@ def task_platform() -> Platform:
     return _platform
 
 
+_worker_loops: list[asyncio.AbstractEventLoop] = []
+
+
 def run_async(body: Callable[[Platform], Awaitable[T]]) -> T:
     """Run a task's async body on this thread's own, long-lived event loop."""
     loop: asyncio.AbstractEventLoop | None = getattr(_local, "loop", None)
     if loop is None or loop.is_closed():
         loop = _local.loop = asyncio.new_event_loop()
+        _worker_loops.append(loop)
     return loop.run_until_complete(body(task_platform()))
+
+
+def close_worker_loops() -> None:
+    """Close the task loops of stopped worker threads and their database connections."""
+
+    def close() -> None:
+        while _worker_loops:
+            loop = _worker_loops.pop()
+            if not loop.is_closed():
+                loop.run_until_complete(task_platform().database.dispose())
+                loop.close()
+
+    # A thread of its own: the caller may itself be running an event loop.
+    closer = threading.Thread(target=close, name="close-task-loops")
+    closer.start()
+    closer.join()
 
 
 # Send after commit ---------------------------------------------------------------------
@@ -145,9 +166,17 @@ class EmbeddedWorker:
         self._worker: WorkController | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the worker and beat; return once the worker consumes."""
         worker_state.should_terminate = None
-        self._worker = celery_app.WorkController(
+        ready = threading.Event()
+
+        class Controller(celery_app.WorkController):  # type: ignore[name-defined,misc]
+            def on_consumer_ready(self, consumer: Any) -> None:
+                super().on_consumer_ready(consumer)
+                ready.set()
+
+        self._worker = Controller(
             pool="solo",
             concurrency=1,
             hostname="embedded@jisr",
@@ -160,6 +189,10 @@ class EmbeddedWorker:
             target=self._worker.start, name="celery-worker", daemon=True
         )
         self._thread.start()
+        if not ready.wait(timeout):
+            raise RuntimeError("the embedded Celery worker did not start")
+        # The solo pool marks this process as "inside a task"; the web side is not.
+        _set_task_join_will_block(False)
         if self._beat is not None:
             self._beat.start()
 
@@ -170,3 +203,4 @@ class EmbeddedWorker:
         if self._thread is not None:
             self._thread.join(timeout)
         worker_state.should_terminate = None
+        close_worker_loops()

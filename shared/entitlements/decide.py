@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
+from shared.entitlements import vocab
 from shared.entitlements.model import (
     Agreement,
     AgreementStatus,
@@ -53,7 +54,22 @@ class Reason:
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def text(self, lang: str = "en") -> str:
-        return translate(f"decision.{self.rule}", lang, **self.params)
+        params = {key: _label(key, value, lang) for key, value in self.params.items()}
+        key = f"decision.{self.rule}"
+        if self.rule == "quota_exhausted" and self.params.get("period") == QuotaPeriod.TERM.value:
+            key += "_term"  # a whole-term quota does not come back
+        return translate(key, lang, **params)
+
+
+def _label(key: str, value: Any, lang: str) -> Any:
+    """Codes in reasons are shown as words of the reader's language."""
+    if key == "service" and value in vocab.service_kinds():
+        return vocab.service_kinds()[value].label(lang)
+    if key == "specialty" and value in vocab.specialties():
+        return vocab.specialties()[value].label(lang)
+    if key == "period":
+        return translate(f"period.{value}", lang)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +102,13 @@ class _Outcome:
     stage: int
     decision: Decision
     starts: date
+    started: bool
+    """Whether the agreement had begun at the decision's instant, in its own zone."""
+
+    def rank(self) -> tuple[int, bool, int]:
+        """Furthest rule first; then an agreement already begun (the latest), else the soonest to begin."""
+        day = self.starts.toordinal()
+        return self.stage, self.started, day if self.started else -day
 
 
 def decide(
@@ -135,7 +158,7 @@ def decide(
         return max(allowed, key=lambda d: (_room(d), d.agreement_code or ""))
     ranked = sorted(
         outcomes,
-        key=lambda o: (o.stage, o.starts <= at.date(), o.starts),
+        key=_Outcome.rank,
         reverse=True,
     )
     reasons: list[Reason] = []
@@ -170,10 +193,12 @@ def _check(
             response_hours=dict(line.response_hours),
         )
 
+    started = agreement.valid_from <= local_date(at, agreement.timezone)
+
     def refuse(rule: str, **params: Any) -> _Outcome:
         reason = Reason(rule, {"agreement": code, **params})
         decision = Decision(allowed=False, rule=rule, reasons=(reason,), **base)
-        return _Outcome(RULES.index(rule), decision, agreement.valid_from)
+        return _Outcome(RULES.index(rule), decision, agreement.valid_from, started)
 
     req_role, prov_role = agreement.role_of(requester), agreement.role_of(provider)
     if req_role is None or prov_role is None or requester == provider:
@@ -223,7 +248,7 @@ def _check(
     remaining = "∞" if line.quota is None else str(line.quota - used)
     reason = Reason("allowed", {"agreement": code, "line": line.id, "remaining": remaining})
     decision = Decision(allowed=True, rule=ALLOWED, reasons=(reason,), **base)
-    return _Outcome(len(RULES), decision, agreement.valid_from)
+    return _Outcome(len(RULES), decision, agreement.valid_from, started)
 
 
 def _successor_in_force(
