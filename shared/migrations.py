@@ -20,3 +20,7 @@ def config(url: str) -> Config:
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at `url` to `revision`; call it outside any running event loop."""
     command.upgrade(config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    command.downgrade(config(url), revision)

@@ -112,11 +112,12 @@ class OidcVerifier:
     def __init__(self, *, issuer: str, jwks_url: str, audience: str, username_claim: str) -> None:
         self.issuer, self.jwks_url, self.audience = issuer, jwks_url, audience
         self.username_claim = username_claim
+        self.refresh_interval_s = 60.0
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = 0.0
 
     async def _refresh(self) -> None:
-        if time.monotonic() - self._fetched_at < 60 and self._keys:
+        if self._keys and time.monotonic() - self._fetched_at < self.refresh_interval_s:
             return
         async with httpx.AsyncClient(timeout=10) as client:
             response = await client.get(self.jwks_url)
