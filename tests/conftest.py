@@ -16,6 +16,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -114,16 +115,22 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
-@pytest.fixture
-def settings(tmp_path: Path, signing_key: Path, sqlite_url: str) -> Settings:
+def make_settings(data_dir: Path, signing_key: Path, database_url: str, **extra: Any) -> Settings:
+    """Settings of a test: its own data directory and database, the run's shared signing key."""
     return Settings(
         environment="test",
-        data_dir=tmp_path,
-        database_url=sqlite_url,
+        data_dir=data_dir,
+        database_url=database_url,
         signing_key_path=signing_key,
         seed_demo=False,
         log_json=False,
+        **extra,
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, signing_key: Path, sqlite_url: str) -> Settings:
+    return make_settings(tmp_path, signing_key, sqlite_url)
 
 
 @pytest.fixture

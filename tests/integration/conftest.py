@@ -1,4 +1,4 @@
-"""Integration tests run against the real PostgreSQL (and SQLite where it says so)."""
+"""These tests run on SQLite and on the real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,15 +7,9 @@ from pathlib import Path
 import pytest
 
 from shared.settings import Settings
+from tests.conftest import make_settings
 
 
 @pytest.fixture
 def settings(tmp_path: Path, signing_key: Path, database_url: str) -> Settings:
-    return Settings(
-        environment="test",
-        data_dir=tmp_path,
-        database_url=database_url,
-        signing_key_path=signing_key,
-        seed_demo=False,
-        log_json=False,
-    )
+    return make_settings(tmp_path, signing_key, database_url)

@@ -24,6 +24,7 @@ from jisr.app import create_app
 from shared.identity.models import Role
 from shared.platform import Platform
 from shared.settings import Settings
+from tests.conftest import make_settings
 from tests.factories import Factory
 
 ISSUER = "https://login.partner-hospital.test/realms/jisr"
@@ -91,12 +92,10 @@ def issuer() -> Iterator[tuple[Issuer, str]]:
 def settings(
     tmp_path: Path, signing_key: Path, sqlite_url: str, issuer: tuple[Issuer, str]
 ) -> Settings:
-    return Settings(
-        environment="test",
-        data_dir=tmp_path,
-        database_url=sqlite_url,
-        signing_key_path=signing_key,
-        seed_demo=False,
+    return make_settings(
+        tmp_path,
+        signing_key,
+        sqlite_url,
         oidc_issuer=ISSUER,
         oidc_jwks_url=issuer[1],
         oidc_audience="jisr",
