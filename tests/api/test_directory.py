@@ -130,6 +130,12 @@ async def test_an_admin_disables_a_user_whose_tokens_then_stop_working(
     doctor = await factory.user(oran, Role.REFERRING_PHYSICIAN, username="dr.leaving")
     headers = factory.headers(doctor)
     assert (await client.get("/api/users/me", headers=headers)).status_code == 200
+    assert (
+        await client.get(f"/api/users/{doctor.id}", headers=factory.headers(foreign_admin))
+    ).status_code == 404
+    assert (
+        await client.get(f"/api/users/{doctor.id}", headers=factory.headers(admin))
+    ).status_code == 200
     foreign = await client.patch(
         f"/api/users/{doctor.id}", json={"disabled": True}, headers=factory.headers(foreign_admin)
     )

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from shared import tasks
 from shared.audit import AuditEvent
+from shared.logs import request_id_var
 from shared.platform import Platform
 from shared.registry.models import Agreement
 from shared.settings import Settings
@@ -69,8 +70,12 @@ async def test_the_in_process_worker_runs_a_task_sent_after_commit(
     worker.start()
     try:
         lapsed, current = await lapsed_and_current(factory)
-        async with platform.database.transaction() as session:
-            tasks.send_after_commit(session, "registry.expire_agreements_task")
+        token = request_id_var.set("req-from-the-web")
+        try:
+            async with platform.database.transaction() as session:
+                tasks.send_after_commit(session, "registry.expire_agreements_task")
+        finally:
+            request_id_var.reset(token)
         await wait_until_expired(platform, lapsed.id)
         assert await status_of(platform, current.id) == "active"
         async with platform.database.transaction() as session:
@@ -83,7 +88,7 @@ async def test_the_in_process_worker_runs_a_task_sent_after_commit(
         events = list(
             await session.scalars(select(AuditEvent).where(AuditEvent.action == "agreement.expire"))
         )
-    assert [e.resource_id for e in events] == [str(lapsed.id)]
+    assert [(e.resource_id, e.request_id) for e in events] == [(str(lapsed.id), "req-from-the-web")]
 
 
 async def test_beat_schedules_the_expiry_on_the_in_process_worker(
