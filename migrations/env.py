@@ -7,14 +7,12 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-import shared.audit
-import shared.identity.models
-import shared.registry.models  # noqa: F401 - register every table on Base.metadata
-from shared.db import Base, make_engine
+from jisr.tables import metadata
+from shared.db import make_engine
 from shared.settings import get_settings
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def _url() -> str:

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     task_visibility_timeout_s: int = 4 * 3600
     expiry_check_interval_s: int = Field(default=3600, ge=1)
     """How often beat marks lapsed agreements expired."""
+    escalation_interval_s: int = Field(default=300, ge=1)
+    """How often beat looks for referrals whose provider has not answered in time."""
 
     # Identity.
     admin_password: str = DEV_ADMIN_PASSWORD
@@ -46,6 +48,11 @@ class Settings(BaseSettings):
     oidc_jwks_url: str | None = None
     oidc_audience: str | None = None
     oidc_username_claim: str = "preferred_username"
+
+    # Patient data.
+    pseudonym_secret: str = "development-pseudonym-secret"  # noqa: S105 - refused in production
+    """Key of the per-agreement patient pseudonyms; changing it changes every pseudonym."""
+    attachment_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
 
     # The organisation running the platform: its admins and auditors act platform-wide.
     operator_code: str = "JISR"
@@ -69,6 +76,10 @@ class Settings(BaseSettings):
                 )
             if not self.database_url:
                 raise ValueError("set JISR_DATABASE_URL in production")
+            if self.pseudonym_secret == "development-pseudonym-secret":  # noqa: S105
+                raise ValueError(
+                    "set JISR_PSEUDONYM_SECRET: the development default is refused in production"
+                )
         return self
 
     @property

@@ -39,7 +39,12 @@ from shared.settings import Settings, get_settings
 T = TypeVar("T")
 log = logging.getLogger("jisr.tasks")
 
-TASK_MODULES = ["shared.registry.tasks"]
+# Each domain's tasks module, by name: shared never imports a service.
+TASK_MODULES = [
+    "shared.registry.tasks",
+    "shared.notifications.tasks",
+    "services.referral.referrals.tasks",
+]
 
 celery_app = Celery("jisr", include=TASK_MODULES)
 
@@ -68,6 +73,10 @@ def configure(settings: Settings) -> Celery:
             "expire-lapsed-agreements": {
                 "task": "registry.expire_agreements_task",
                 "schedule": timedelta(seconds=settings.expiry_check_interval_s),
+            },
+            "escalate-overdue-referrals": {
+                "task": "referrals.escalate_overdue_task",
+                "schedule": timedelta(seconds=settings.escalation_interval_s),
             },
         },
     )

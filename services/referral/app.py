@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
+from services.referral.referrals import router as referrals
 from shared import audit_routes, health
 from shared.identity import router as identity
 from shared.platform import Platform
@@ -12,7 +13,7 @@ from shared.web import make_app
 
 
 def routers() -> list[APIRouter]:
-    return [identity.router, registry.router, audit_routes.router]
+    return [identity.router, registry.router, audit_routes.router, referrals.router]
 
 
 def create_app(platform: Platform | None = None) -> FastAPI:

@@ -54,22 +54,11 @@ class Reason:
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def text(self, lang: str = "en") -> str:
-        params = {key: _label(key, value, lang) for key, value in self.params.items()}
+        params = {key: vocab.localize(key, value, lang) for key, value in self.params.items()}
         key = f"decision.{self.rule}"
         if self.rule == "quota_exhausted" and self.params.get("period") == QuotaPeriod.TERM.value:
             key += "_term"  # a whole-term quota does not come back
         return translate(key, lang, **params)
-
-
-def _label(key: str, value: Any, lang: str) -> Any:
-    """Codes in reasons are shown as words of the reader's language."""
-    if key == "service" and value in vocab.service_kinds():
-        return vocab.service_kinds()[value].label(lang)
-    if key == "specialty" and value in vocab.specialties():
-        return vocab.specialties()[value].label(lang)
-    if key == "period":
-        return translate(f"period.{value}", lang)
-    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,9 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from shared.i18n import DEFAULT_LANGUAGE
+from shared.i18n import DEFAULT_LANGUAGE, translate
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,3 +44,14 @@ def service_kinds() -> dict[str, Term]:
 
 def is_specialty(code: str) -> bool:
     return code in specialties()
+
+
+def localize(key: str, value: Any, lang: str) -> Any:
+    """A message parameter as the reader should see it: codes of known kinds become words."""
+    if key == "service" and value in service_kinds():
+        return service_kinds()[value].label(lang)
+    if key == "specialty" and value in specialties():
+        return specialties()[value].label(lang)
+    if key in ("period", "urgency", "outcome", "schedule_kind"):
+        return translate(f"{key}.{value}", lang)
+    return value

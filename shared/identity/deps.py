@@ -61,25 +61,29 @@ Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def get_caller(
-    request: Request,
-    platform: PlatformDep,
-    session: Session,
-    token: Annotated[str | None, Depends(oauth2)],
+    request: Request, platform: PlatformDep, token: Annotated[str | None, Depends(oauth2)]
 ) -> Caller:
+    """Who is calling, looked up in a short transaction of its own.
+
+    The request's own transaction then begins only when the route first
+    touches the database, so a route may commit something separately first
+    (an idempotency key) without waiting on its own transaction's lock.
+    """
     if not token:
         raise Unauthorized("send an access token: Authorization: Bearer <token>")
-    try:
-        user = await _user_for(token, platform, session)
-    except InvalidToken as exc:
-        exc.refusal = audit.Refusal(
-            audit.Actor(),
-            "auth.token_rejected",
-            rule="invalid_token",
-            reasons=[exc.detail or ""],
-            details={"path": request.url.path},
-        )
-        raise
-    institution = await session.get(Institution, user.institution_id)
+    async with platform.database.transaction() as session:
+        try:
+            user = await _user_for(token, platform, session)
+        except InvalidToken as exc:
+            exc.refusal = audit.Refusal(
+                audit.Actor(),
+                "auth.token_rejected",
+                rule="invalid_token",
+                reasons=[exc.detail or ""],
+                details={"path": request.url.path},
+            )
+            raise
+        institution = await session.get(Institution, user.institution_id)
     return Caller(
         operator=institution is not None and institution.kind == InstitutionKind.OPERATOR,
         user_id=user.id,

@@ -65,16 +65,15 @@ async def hold(
         used = await repo.held_units(session, line.id, start, end)
         if line.quota is None or used < line.quota:
             entry = existing or UsageEntry(
-                line_id=line.id,
-                agreement_id=agreement.id,
-                requester_id=requester,
-                provider_id=provider,
-                service=service.value,
-                specialty=specialty,
-                resource_type=resource_type,
-                resource_id=resource_id,
-                units=1,
+                line_id=line.id, resource_type=resource_type, resource_id=resource_id, units=1
             )
+            # A released row of this line is taken again, possibly for another provider of the line.
+            entry.agreement_id, entry.requester_id, entry.provider_id = (
+                agreement.id,
+                requester,
+                provider,
+            )
+            entry.service, entry.specialty = service.value, specialty
             entry.state, entry.occurred_at, entry.updated_at = state.value, at, utcnow()
             session.add(entry)
             await session.flush()

@@ -91,6 +91,19 @@ async def agreements_between(
     return found + extra
 
 
+async def agreements_of(session: AsyncSession, institution_id: int) -> list[Agreement]:
+    """Every agreement naming the institution, with their renewals."""
+    found = list(
+        await session.scalars(
+            select(Agreement)
+            .where(Agreement.id.in_(_party_of(institution_id)))
+            .order_by(Agreement.id)
+        )
+    )
+    known = {row.id for row in found}
+    return found + [row for row in await renewals_of(session, known) if row.id not in known]
+
+
 async def line_for_update(session: AsyncSession, line_id: int) -> CoverageLine | None:
     """Lock a coverage line row: concurrent consumers of one line queue here (PostgreSQL)."""
     return await session.scalar(

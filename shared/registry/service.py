@@ -16,6 +16,7 @@ from shared import audit
 from shared.db import utcnow
 from shared.entitlements.decide import Decision
 from shared.entitlements.decide import decide as decide_rule
+from shared.entitlements.model import Agreement as DomainAgreement
 from shared.entitlements.model import AgreementStatus, PartyRole, ServiceKind, UsageEntry
 from shared.entitlements.periods import local_date, window
 from shared.identity.deps import Caller
@@ -434,8 +435,58 @@ async def decide(
     at = at or utcnow()
     agreements = await repo.agreements_between(session, requester, provider)
     domain = [a.to_domain() for a in agreements]
+    usage = await _usage(session, domain, service, at)
+    names = {
+        i: row.code
+        for i, row in (await repo.institutions_by_id(session, {requester, provider})).items()
+    }
+    return decide_rule(requester, provider, service, specialty, at, domain, usage, names)
+
+
+async def decisions_for(
+    session: AsyncSession,
+    *,
+    requester: int,
+    service: ServiceKind,
+    specialty: str | None,
+    at: datetime | None = None,
+) -> dict[int, Decision]:
+    """`decide()` for every institution the requester has an agreement with, loaded once."""
+    at = at or utcnow()
+    rows = await repo.agreements_of(session, requester)
+    domain = [a.to_domain() for a in rows]
+    usage = await _usage(session, domain, service, at)
+    providers = {
+        p.institution_id
+        for a in domain
+        for p in a.parties
+        if p.institution_id != requester and p.role.may_provide()
+    }
+    names = {
+        i: row.code
+        for i, row in (await repo.institutions_by_id(session, providers | {requester})).items()
+    }
+    return {
+        provider: decide_rule(
+            requester,
+            provider,
+            service,
+            specialty,
+            at,
+            [a for a in domain if a.role_of(provider) is not None],
+            usage,
+            names,
+        )
+        for provider in sorted(providers)
+    }
+
+
+async def _usage(
+    session: AsyncSession, agreements: Sequence[DomainAgreement], service: ServiceKind, at: datetime
+) -> list[UsageEntry]:
+    """Held units of every quota line of `service`, summed over each line's current period."""
     usage: list[UsageEntry] = []
-    for agreement in domain:
+    for agreement in agreements:
         for line in agreement.lines:
             if line.service is not service or line.quota is None:
                 continue
@@ -443,11 +494,7 @@ async def decide(
             held = await repo.held_units(session, line.id, start, end)
             if held:
                 usage.append(UsageEntry(line.id, start, held))
-    names = {
-        i: row.code
-        for i, row in (await repo.institutions_by_id(session, {requester, provider})).items()
-    }
-    return decide_rule(requester, provider, service, specialty, at, domain, usage, names)
+    return usage
 
 
 def decision_read(

@@ -16,16 +16,21 @@ from shared.logs import JsonFormatter, request_id_var
 from shared.settings import Settings
 
 
-def test_production_refuses_the_development_admin_password_and_sqlite() -> None:
-    with pytest.raises(ValidationError, match="JISR_ADMIN_PASSWORD"):
-        Settings(environment="production", database_url="postgresql+asyncpg://db/jisr")
-    with pytest.raises(ValidationError, match="JISR_DATABASE_URL"):
-        Settings(environment="production", admin_password="a-real-secret")
-    ok = Settings(
-        environment="production",
-        admin_password="a-real-secret",
-        database_url="postgresql+asyncpg://db/jisr",
-    )
+def test_production_refuses_development_secrets_and_sqlite() -> None:
+    real = {
+        "admin_password": "a-real-secret",
+        "database_url": "postgresql+asyncpg://db/jisr",
+        "pseudonym_secret": "a-real-pseudonym-key",
+    }
+    for missing, variable in (
+        ("admin_password", "JISR_ADMIN_PASSWORD"),
+        ("database_url", "JISR_DATABASE_URL"),
+        ("pseudonym_secret", "JISR_PSEUDONYM_SECRET"),
+    ):
+        given = {k: v for k, v in real.items() if k != missing}
+        with pytest.raises(ValidationError, match=variable):
+            Settings(environment="production", **given)
+    ok = Settings(environment="production", **real)
     assert ok.resolved_database_url == "postgresql+asyncpg://db/jisr"
 
 

@@ -1,0 +1,12 @@
+"""Import every module that declares tables, so `Base.metadata` is the whole schema."""
+
+# ruff: noqa: F401 - these imports register tables
+import services.referral.missions.models
+import services.referral.referrals.models
+import shared.audit
+import shared.identity.models
+import shared.notifications.models
+import shared.registry.models
+from shared.db import Base
+
+metadata = Base.metadata

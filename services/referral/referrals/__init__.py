@@ -1,0 +1,1 @@
+"""Referrals: submission, routing, the triage workflow, worklists and the closed loop."""

@@ -1,0 +1,72 @@
+"""Idempotency-Key for submissions (IETF draft "The Idempotency-Key HTTP Header Field").
+
+The key is claimed in a transaction of its own before the work starts, so a
+concurrent duplicate finds it at once and gets 409; the answer is stored in
+the same transaction as the work, so a replay after completion returns it;
+the same key with another body is 422; keys belong to the caller. If the
+work fails, the claim is withdrawn and the client may retry with the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.referral.referrals import repository as repo
+from services.referral.referrals.models import IdempotencyKey
+from shared.db import Database
+from shared.problems import BadRequest, Conflict, Unprocessable
+
+MAX_KEY = 255
+
+
+def fingerprint(body: Any) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+async def claim(
+    database: Database, *, user_id: int, key: str, body: Any
+) -> IdempotencyKey | dict[str, Any]:
+    """Claim `key`; or, if it already holds a finished answer for the same body, that answer."""
+    if not key or len(key) > MAX_KEY or not key.isprintable():
+        raise BadRequest("the Idempotency-Key must be 1 to 255 printable characters")
+    mark = fingerprint(body)
+    try:
+        async with database.transaction() as session:
+            row = IdempotencyKey(user_id=user_id, key=key, fingerprint=mark, state="started")
+            session.add(row)
+        return row
+    except IntegrityError:
+        pass
+    async with database.transaction() as session:
+        existing = await repo.idempotency_key(session, user_id, key)
+    if existing is None:  # withdrawn between our insert and our read: let the client retry
+        raise Conflict("a request with this Idempotency-Key is being retried; try again")
+    if existing.fingerprint != mark:
+        raise Unprocessable("this Idempotency-Key was used with a different request body")
+    if existing.state != "done" or existing.body is None:
+        raise Conflict(
+            "a request with this Idempotency-Key is still in progress",
+            rule="idempotency_in_progress",
+        )
+    return {"status_code": existing.status_code, "body": existing.body}
+
+
+async def complete(
+    session: AsyncSession, row: IdempotencyKey, *, status_code: int, body: Any
+) -> None:
+    """Store the answer in the work's own transaction."""
+    stored = await session.get(IdempotencyKey, row.id)
+    if stored is not None:
+        stored.state, stored.status_code, stored.body = "done", status_code, body
+        await session.flush()
+
+
+async def withdraw(database: Database, row: IdempotencyKey) -> None:
+    async with database.transaction() as session:
+        await session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == row.id))
