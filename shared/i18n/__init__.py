@@ -1,6 +1,7 @@
 """Messages in Arabic, French and English.
 
-Catalogues are flat JSON files, one per language, keyed by dotted message ids.
+Catalogues are flat JSON files, one per language, keyed by dotted message ids;
+a topic may keep its messages in a folder of its own (`pages/fr.json`).
 A missing translation falls back to English, and a missing id to the id itself,
 so an untranslated message is visible rather than fatal.
 """
@@ -21,8 +22,11 @@ __all__ = ["DEFAULT_LANGUAGE", "LANGUAGES", "RTL_LANGUAGES", "negotiate", "trans
 
 @cache
 def _catalogue(lang: str) -> dict[str, str]:
-    path = Path(__file__).with_name(f"{lang}.json")
-    data: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+    """`<lang>.json` here, merged with `<topic>/<lang>.json` of each topic folder (pages, mail...)."""
+    folder = Path(__file__).parent
+    data: dict[str, str] = {}
+    for path in [folder / f"{lang}.json", *sorted(folder.glob(f"*/{lang}.json"))]:
+        data.update(json.loads(path.read_text(encoding="utf-8")))
     return data
 
 

@@ -1,0 +1,7 @@
+"""Routes of this domain (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
