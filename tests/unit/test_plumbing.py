@@ -80,11 +80,12 @@ def test_a_missing_translation_falls_back_to_english_then_to_its_id() -> None:
 
 def test_every_message_exists_in_the_three_languages() -> None:
     folder = Path(shared.i18n.__file__).parent
-    keys = {
-        lang: set(json.loads((folder / f"{lang}.json").read_text(encoding="utf-8")))
-        for lang in ("en", "fr", "ar")
-    }
-    assert keys["fr"] == keys["en"] == keys["ar"]
+    for topic in [folder, *(p for p in folder.iterdir() if p.is_dir() and p.name != "__pycache__")]:
+        keys = {
+            lang: set(json.loads((topic / f"{lang}.json").read_text(encoding="utf-8")))
+            for lang in ("en", "fr", "ar")
+        }
+        assert keys["fr"] == keys["en"] == keys["ar"], topic.name
 
 
 def test_log_lines_are_json_with_the_request_id() -> None:
