@@ -6,8 +6,8 @@ offered to a provider, waiting for information from the referrer, closed once
 the referrer has acknowledged the report and recorded the outcome.
 
 Only the side currently holding a referral may act on it (Ocean's rule: the
-current receiver changes the status), except that the origin may cancel
-any referral that is not finished. Pure: no I/O, unit-tested directly.
+current receiver changes the status), except that the origin may cancel any
+referral that is not finished, and its coordinator may send it elsewhere. Pure: no I/O, unit-tested directly.
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ class Side(StrEnum):
     SYSTEM = "system"
 
 
+ORIGIN_OVERRIDES = frozenset({Action.CANCEL, Action.REROUTE})
+"""What the origin may do whoever holds the referral: withdraw it, or send it elsewhere."""
 FINISHED = frozenset({Status.CLOSED, Status.CANCELLED, Status.EXPIRED, Status.DECLINED})
 OPEN_AT_PROVIDER = frozenset({Status.OFFERED, Status.ACCEPTED, Status.SCHEDULED})
 ORIGIN_ROLES = frozenset({Role.REFERRING_PHYSICIAN, Role.COORDINATOR})
@@ -168,7 +170,7 @@ def check(action: Action, status: Status, *, side: Side, roles: frozenset[Role])
             f"a referral that is {status.value} cannot {action.value}",
             conflict=True,
         )
-    if side is not Side.SYSTEM and action is not Action.CANCEL and holder(status) is not side:
+    if side is not Side.SYSTEM and action not in ORIGIN_OVERRIDES and holder(status) is not side:
         raise TransitionRefused(
             "not_holder",
             f"the {holder(status).value} institution holds this referral now",

@@ -18,6 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from services.referral.missions import models as missions  # noqa: F401 - referrals.mission_id's table
 from shared.db import Base, UTCDateTime, utcnow
 
 
@@ -91,7 +92,7 @@ class Referral(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    patient: Mapped[Patient] = relationship(lazy="joined")
+    patient: Mapped[Patient] = relationship(lazy="joined", innerjoin=True)
 
 
 class ReferralOffer(Base):

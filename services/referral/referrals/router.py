@@ -281,18 +281,22 @@ async def attach(
         form = await request.form(max_files=1, max_fields=4)
     except (MultiPartException, ValueError, AssertionError) as exc:
         raise BadRequest(f"send multipart/form-data with one file: {exc}") from exc
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise BadRequest("the multipart field `file` is missing")
-    content = await upload.read(limit + 1)
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise BadRequest("the multipart field `file` is missing")
+        content = await upload.read(limit + 1)
+        filename = files.clean_filename(upload.filename)
+        flag = str(form.get("contains_identifiers", "true")).lower() not in ("false", "0", "no")
+    finally:
+        await form.close()
     stored, media_type, digest = files.store(
         platform.settings.data_dir / "attachments", content, limit=limit
     )
-    flag = str(form.get("contains_identifiers", "true")).lower() not in ("false", "0", "no")
     row = Attachment(
         referral_id=referral.id,
         stored_name=stored,
-        filename=files.clean_filename(upload.filename),
+        filename=filename,
         media_type=media_type,
         size=len(content),
         sha256=digest,

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.referral import routing
@@ -614,7 +615,9 @@ _HANDLERS: dict[Action, Any] = {
 
 async def escalate(session: AsyncSession, referral_id: int, *, now: datetime) -> str | None:
     """Re-offer one overdue referral and tell both coordinators, once; None if nothing was due."""
-    referral = await session.get(Referral, referral_id, with_for_update=True)
+    referral = await session.scalar(
+        select(Referral).where(Referral.id == referral_id).with_for_update(of=Referral)
+    )
     if (
         referral is None
         or referral.status != Status.OFFERED.value
