@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from shared.entitlements.decide import Decision
 from shared.entitlements.model import Urgency
+from shared.messages import Message
 
 WEIGHTS = {"domestic": 40.0, "quota": 20.0, "speed": 15.0, "queue": 15.0, "language": 10.0}
 QUEUE_STEP = 1.5
@@ -61,7 +62,7 @@ class Ranked:
     eligible: bool
     score: float
     parts: dict[str, float] = field(default_factory=dict)
-    reasons: tuple[str, ...] = ()
+    reasons: tuple[Message, ...] = ()
     rule: str = "allowed"
     agreement_id: int | None = None
     line_id: int | None = None
@@ -73,7 +74,7 @@ class Ranked:
             "eligible": self.eligible,
             "score": round(self.score, 2),
             "parts": {k: round(v, 2) for k, v in self.parts.items()},
-            "reasons": list(self.reasons),
+            "reasons": [m.as_dict() for m in self.reasons],
             "rule": self.rule,
             "agreement_id": self.agreement_id,
             "line_id": self.line_id,
@@ -99,7 +100,7 @@ def _score(request: Request, c: Candidate) -> Ranked:
             False,
             0.0,
             rule="already_tried",
-            reasons=("this provider was already offered the referral",),
+            reasons=(Message("routing.already_tried"),),
         )
     if not d.allowed:
         return Ranked(
@@ -108,35 +109,41 @@ def _score(request: Request, c: Candidate) -> Ranked:
             False,
             0.0,
             rule=d.rule,
-            reasons=tuple(d.explain()),
+            reasons=tuple(Message.from_reason(r) for r in d.reasons),
             agreement_id=d.agreement_id,
             line_id=d.line_id,
         )
     parts: dict[str, float] = {}
-    reasons: list[str] = []
+    reasons: list[Message] = []
     domestic = c.twinning and c.country == request.requester_country
     parts["domestic"] = WEIGHTS["domestic"] if domestic else 0.0
     if domestic:
-        reasons.append("domestic twinning partner")
+        reasons.append(Message("routing.domestic"))
     remaining, quota = d.remaining, d.quota
     free = 1.0 if quota is None or remaining is None else remaining / quota if quota else 0.0
     parts["quota"] = WEIGHTS["quota"] * free
     reasons.append(
-        "unlimited quota" if quota is None else f"{remaining} of {quota} left this {d.period}"
+        Message("routing.quota_unlimited")
+        if quota is None
+        else Message(
+            "routing.quota_left", {"remaining": remaining, "quota": quota, "period": d.period}
+        )
     )
     target = d.response_hours.get(request.urgency)
     if c.median_response_hours is None or not target:
         parts["speed"] = WEIGHTS["speed"] / 2
-        reasons.append("no response history yet")
+        reasons.append(Message("routing.no_history"))
     else:
         parts["speed"] = WEIGHTS["speed"] * max(0.0, 1 - c.median_response_hours / target)
-        reasons.append(f"answers in {c.median_response_hours:.0f} h (median), target {target} h")
+        reasons.append(
+            Message("routing.speed", {"median": round(c.median_response_hours), "target": target})
+        )
     parts["queue"] = max(0.0, WEIGHTS["queue"] - QUEUE_STEP * c.open_queue)
-    reasons.append(f"{c.open_queue} referrals open")
+    reasons.append(Message("routing.queue", {"open": c.open_queue}))
     spoken = set(request.languages) & c.languages
     parts["language"] = WEIGHTS["language"] if spoken else 0.0
     if spoken:
-        reasons.append("speaks " + ", ".join(sorted(spoken)))
+        reasons.append(Message("routing.languages", {"languages": ", ".join(sorted(spoken))}))
     return Ranked(
         c.provider_id,
         c.provider_code,

@@ -184,7 +184,7 @@ async def test_a_referral_nobody_may_take_is_refused_with_reasons_and_not_kept(
     assert response.status_code == 403
     problem = response.json()
     assert problem["rule"] == "no_eligible_provider"
-    assert any("but not the specialty Cardiology" in reason for reason in problem["reasons"])
+    assert any("mais pas la spécialité Cardiologie" in reason for reason in problem["reasons"])
     listed = await w.client.get("/api/referrals?box=outbox", headers=w.h(w.referrer))
     assert listed.json()["pagination"]["total_count"] == 0
 

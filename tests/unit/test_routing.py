@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.referral.routing import Candidate, Request, best, rank
+from services.referral.routing import Candidate, Ranked, Request, best, rank
 from shared.entitlements.decide import Decision, Reason
 from shared.entitlements.model import QuotaPeriod, Urgency
 
@@ -41,6 +41,10 @@ def candidate(pid: int, code: str, country: str = "FR", **kw: object) -> Candida
     )  # type: ignore[arg-type]
 
 
+def texts(ranked: Ranked, lang: str = "en") -> list[str]:
+    return [m.text(lang) for m in ranked.reasons]
+
+
 REQUEST = Request(
     requester_id=1, requester_country="DZ", urgency=Urgency.ROUTINE, languages=("fr",)
 )
@@ -51,7 +55,7 @@ def test_a_domestic_twinning_partner_comes_before_a_foreign_provider() -> None:
         REQUEST, [candidate(2, "FR-APHP"), candidate(3, "DZ-SETIF", "DZ", twinning=True)]
     )
     assert [r.provider_code for r in ranking] == ["DZ-SETIF", "FR-APHP"]
-    assert "domestic twinning partner" in ranking[0].reasons
+    assert "domestic twinning partner" in texts(ranking[0])
     assert ranking[0].parts["domestic"] == 40
 
 
@@ -75,7 +79,7 @@ def test_a_long_queue_and_slow_answers_lower_the_score() -> None:
     ranking = rank(REQUEST, [slow, fast])
     assert [r.provider_code for r in ranking] == ["FAST", "SLOW"]
     assert ranking[1].parts["queue"] == 0  # floored, never negative
-    assert "answers in 12 h (median), target 72 h" in ranking[0].reasons
+    assert "answers in 12 h (median), target 72 h" in texts(ranking[0])
 
 
 def test_a_language_match_counts() -> None:
@@ -86,7 +90,7 @@ def test_a_language_match_counts() -> None:
             candidate(3, "FR", languages=frozenset({"fr", "ar"})),
         ],
     )
-    assert ranking[0].provider_code == "FR" and "speaks fr" in ranking[0].reasons
+    assert ranking[0].provider_code == "FR" and "speaks fr" in texts(ranking[0])
 
 
 def test_refused_and_already_tried_providers_are_listed_but_never_chosen() -> None:
@@ -103,9 +107,8 @@ def test_refused_and_already_tried_providers_are_listed_but_never_chosen() -> No
     )
     assert [r.provider_code for r in ranking] == ["OK", "EXPIRED", "TRIED"]
     assert best(ranking) is not None and best(ranking).provider_code == "OK"  # type: ignore[union-attr]
-    assert (
-        ranking[1].rule == "agreement_expired" and "expired on 2019-12-31" in ranking[1].reasons[0]
-    )
+    assert ranking[1].rule == "agreement_expired"
+    assert "expired on 2019-12-31" in texts(ranking[1])[0]
     assert ranking[2].rule == "already_tried"
     assert best(rank(request, [candidate(4, "TRIED")])) is None
 
@@ -131,3 +134,12 @@ def test_the_score_is_at_most_one_hundred() -> None:
         decision=allowed(None),
     )
     assert rank(REQUEST, [top])[0].score == 100
+
+
+def test_the_reasons_read_in_each_language() -> None:
+    ranked = rank(
+        REQUEST, [candidate(3, "DZ-SETIF", "DZ", twinning=True, decision=allowed(53, 3))]
+    )[0]
+    assert "partenaire de jumelage national" in texts(ranked, "fr")
+    assert "50 sur 53 restant(s) ce trimestre" in texts(ranked, "fr")
+    assert "شريك توأمة وطني" in texts(ranked, "ar")

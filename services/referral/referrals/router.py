@@ -255,10 +255,7 @@ async def acknowledge(
 async def history(session: Session, caller: CurrentUser, referral_id: int) -> list[s.EventRead]:
     """The referral's timeline, oldest first."""
     referral = await service.get(session, caller, referral_id)
-    return [
-        s.EventRead.model_validate(e, from_attributes=True)
-        for e in await repo.events(session, referral.id)
-    ]
+    return [views.event_read(e, caller.lang) for e in await repo.events(session, referral.id)]
 
 
 @router.post(

@@ -22,6 +22,7 @@ from services.referral.referrals.models import Patient, Referral, ReferralEvent,
 from services.referral.workflow import Action, Side, Status, TransitionRefused, check
 from shared import audit
 from shared.entitlements.model import AgreementKind, ServiceKind, Urgency
+from shared.i18n import translate
 from shared.identity.deps import Caller
 from shared.identity.models import Role, User
 from shared.notifications import service as notifications
@@ -165,13 +166,12 @@ async def _submit_draft(
     ranking = await rank(session, referral, now=now)
     chosen = routing.best(ranking)
     if chosen is None:
-        reasons = [reason for r in ranking for reason in r.reasons][:10]
+        reasons = [m.text(caller.lang) for r in ranking for m in r.reasons][:10]
         rule = "no_eligible_provider"
         raise EntitlementRefused(
-            "no partner institution is entitled to take this referral",
+            translate("referral.no_eligible_provider", caller.lang),
             rule=rule,
-            reasons=reasons or ["no agreement covers this service and specialty"],
-            routing=[r.as_dict() for r in ranking],
+            reasons=reasons or [translate("referral.no_agreement_at_all", caller.lang)],
             refusal=audit.Refusal(caller.actor, "referral.submit", rule=rule, reasons=reasons),
         )
     await _offer(session, caller.actor, referral, chosen, ranking, now=now, by="routing")
@@ -266,7 +266,7 @@ async def _offer(
         now,
         provider=chosen.provider_code,
         score=round(chosen.score, 2),
-        reasons=list(chosen.reasons),
+        reasons=[m.as_dict() for m in chosen.reasons],
         by=by,
         due_at=referral.due_at.isoformat(),
     )
@@ -562,7 +562,11 @@ async def _reroute_by_coordinator(
     chosen = next((r for r in ranking if r.provider_id == body.provider_id), None)
     if chosen is None or not chosen.eligible:
         rule = chosen.rule if chosen else "no_agreement"
-        reasons = list(chosen.reasons) if chosen else ["no agreement with that institution"]
+        reasons = (
+            [m.text(caller.lang) for m in chosen.reasons]
+            if chosen
+            else [translate("referral.no_agreement_with_provider", caller.lang)]
+        )
         raise EntitlementRefused(
             reasons[0],
             rule=rule,

@@ -10,9 +10,9 @@ from services.referral import privacy
 from services.referral.referrals import repository as repo
 from services.referral.referrals import schemas as s
 from services.referral.referrals import service
-from services.referral.referrals.models import Referral
+from services.referral.referrals.models import Referral, ReferralEvent
 from services.referral.workflow import Side
-from shared import audit
+from shared import audit, messages
 from shared.entitlements.model import Identification
 from shared.identity.deps import Caller
 from shared.platform import Platform
@@ -105,7 +105,10 @@ async def read(
         agreement_id=referral.agreement_id,
         line_id=referral.line_id,
         specialist_id=referral.specialist_id,
-        routing=referral.routing,
+        routing=[
+            {**item, "reasons": messages.render(item.get("reasons", []), caller.lang)}
+            for item in referral.routing
+        ],
         offered_at=referral.offered_at,
         due_at=referral.due_at,
         schedule=s.ScheduleRead(
@@ -165,4 +168,19 @@ def summary(
         waiting_since=referral.offered_at or referral.created_at,
         due_at=referral.due_at,
         overdue=bool(referral.due_at and referral.due_at < now and referral.status == "offered"),
+    )
+
+
+def event_read(event: ReferralEvent, lang: str) -> s.EventRead:
+    """A timeline entry; any stored messages in it are rendered in the reader's language."""
+    data = dict(event.data)
+    if "reasons" in data:
+        data["reasons"] = messages.render(data["reasons"], lang)
+    return s.EventRead(
+        id=event.id,
+        at=event.at,
+        kind=event.kind,
+        actor_name=event.actor_name,
+        institution_id=event.institution_id,
+        data=data,
     )
