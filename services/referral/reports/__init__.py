@@ -1,0 +1,1 @@
+"""Activity reports per agreement and period, computed from the usage ledger."""
