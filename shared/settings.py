@@ -54,6 +54,19 @@ class Settings(BaseSettings):
     """Key of the per-agreement patient pseudonyms; changing it changes every pseudonym."""
     attachment_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
 
+    # E-mail of notifications (SMTP); without a host, notifications stay in the application.
+    smtp_host: str | None = None
+    """SMTP relay host; None (or empty), the embedded default, turns e-mail off."""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "jisr@localhost"
+    """The From address of notification e-mail; its domain also names the Message-IDs."""
+    smtp_username: str | None = None
+    """Log in (SMTP AUTH) as this user when set; use it with `smtp_starttls` over a network."""
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    """Upgrade the connection with STARTTLS (RFC 3207), verifying the server's certificate."""
+    smtp_timeout_s: float = Field(default=30.0, gt=0, le=600)
+
     # The organisation running the platform: its admins and auditors act platform-wide.
     operator_code: str = "JISR"
     operator_name: str = "Jisr platform operator"

@@ -27,6 +27,6 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     email_state: Mapped[str] = mapped_column(String(20), default="none")
-    """none (no address), pending, sent, failed."""
+    """none (no address, or e-mail off), pending, sent, failed."""
     email_attempts: Mapped[int] = mapped_column(Integer, default=0)
     emailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -10,13 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db import utcnow
 from shared.entitlements import vocab
 from shared.i18n import DEFAULT_LANGUAGE, LANGUAGES, translate
+from shared.identity.deps import Caller
 from shared.identity.models import Role, User
 from shared.notifications.models import Notification
+from shared.pagination import PageParams, Pagination, paginate
+from shared.problems import NotFound
 from shared.tasks import send_after_commit
 
 
@@ -93,3 +97,60 @@ async def staff(
             continue
         chosen.append(user)
     return chosen
+
+
+# The recipient's own notifications: a caller only ever sees rows addressed to them. ------
+
+
+def _own(caller: Caller) -> Select[Notification]:
+    return select(Notification).where(Notification.user_id == caller.user_id)
+
+
+async def list_own(
+    session: AsyncSession, caller: Caller, *, paging: PageParams, unread: bool | None = None
+) -> tuple[list[Notification], Pagination]:
+    """The caller's notifications, newest first; `unread` True or False keeps only those."""
+    query = _own(caller).order_by(Notification.created_at.desc(), Notification.id.desc())
+    if unread is True:
+        query = query.where(Notification.read_at.is_(None))
+    elif unread is False:
+        query = query.where(Notification.read_at.is_not(None))
+    return await paginate(session, query, paging)
+
+
+async def unread_count(session: AsyncSession, caller: Caller) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Notification)
+        .where(Notification.user_id == caller.user_id, Notification.read_at.is_(None))
+    )
+    return int(count or 0)
+
+
+async def get_own(session: AsyncSession, caller: Caller, *, notification_id: int) -> Notification:
+    """One of the caller's notifications; another user's is as missing as a missing one."""
+    row = await session.scalar(_own(caller).where(Notification.id == notification_id))
+    if row is None:
+        raise NotFound(f"no notification {notification_id}")
+    return row
+
+
+async def mark_read(session: AsyncSession, caller: Caller, *, notification_id: int) -> Notification:
+    """Mark one of the caller's notifications read; reading it again keeps the first time."""
+    row = await get_own(session, caller, notification_id=notification_id)
+    if row.read_at is None:
+        row.read_at = utcnow()
+        await session.flush()
+    return row
+
+
+async def mark_all_read(session: AsyncSession, caller: Caller) -> int:
+    """Mark every unread notification of the caller read; answers how many were."""
+    result = await session.execute(
+        update(Notification)
+        .where(Notification.user_id == caller.user_id, Notification.read_at.is_(None))
+        .values(read_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)
+    return result.rowcount
