@@ -54,4 +54,7 @@ def localize(key: str, value: Any, lang: str) -> Any:
         return specialties()[value].label(lang)
     if key in ("period", "urgency", "outcome", "schedule_kind"):
         return translate(f"{key}.{value}", lang)
+    if key == "languages" and isinstance(value, str):  # "ar, fr" becomes the languages' names
+        names = (translate(f"lang.{code.strip()}", lang) for code in value.split(","))
+        return translate("list.sep", lang).join(names)
     return value

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cache
@@ -115,14 +115,6 @@ def localize_reason(item: Any, lang: str) -> str:
     """A stored reason ({"key", "params"}, a `Message`, or older plain text) in words."""
     if isinstance(item, messages.Message):
         item = item.as_dict()
-    if isinstance(item, Mapping) and isinstance(item.get("params"), Mapping):
-        params = dict(item["params"])
-        if isinstance(params.get("languages"), str):  # codes ("ar, fr") become the languages' names
-            params["languages"] = translate("list.sep", lang).join(
-                translate(f"lang.{code.strip()}", lang) if code.strip() in LANGUAGES else code
-                for code in params["languages"].split(",")
-            )
-        item = {**item, "params": params}
     return messages.render([item], lang)[0]
 
 
