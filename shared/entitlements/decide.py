@@ -121,7 +121,9 @@ def decide(
     agreements = list(agreements)
     outcomes: list[_Outcome] = []
     for agreement in agreements:
-        for line in agreement.lines or (None,):
+        # Lines of other services would each only say "service not covered": one outcome says it.
+        lines = [line for line in agreement.lines if line.service is service]
+        for line in lines or (None,):
             outcomes.append(
                 _check(
                     requester,

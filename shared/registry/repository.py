@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -92,16 +92,14 @@ async def agreements_between(
 
 
 async def agreements_of(session: AsyncSession, institution_id: int) -> list[Agreement]:
-    """Every agreement naming the institution, with their renewals."""
-    found = list(
-        await session.scalars(
-            select(Agreement)
-            .where(Agreement.id.in_(_party_of(institution_id)))
-            .order_by(Agreement.id)
-        )
+    """Every agreement naming the institution, with their renewals, in one statement."""
+    named = _party_of(institution_id)
+    query = (
+        select(Agreement)
+        .where(or_(Agreement.id.in_(named), Agreement.renews_id.in_(named)))
+        .order_by(Agreement.id)
     )
-    known = {row.id for row in found}
-    return found + [row for row in await renewals_of(session, known) if row.id not in known]
+    return list(await session.scalars(query))
 
 
 async def line_for_update(session: AsyncSession, line_id: int) -> CoverageLine | None:
@@ -120,6 +118,26 @@ async def held_units(
     if end is not None:
         query = query.where(UsageEntry.occurred_at < end)
     return int(await session.scalar(query) or 0)
+
+
+async def held_units_by_line(
+    session: AsyncSession, windows: Iterable[tuple[int, datetime, datetime | None]]
+) -> dict[int, int]:
+    """Units held on each line within its own window, in one grouped query."""
+    conditions = []
+    for line_id, start, end in windows:
+        condition = and_(UsageEntry.line_id == line_id, UsageEntry.occurred_at >= start)
+        conditions.append(
+            condition if end is None else and_(condition, UsageEntry.occurred_at < end)
+        )
+    if not conditions:
+        return {}
+    rows = await session.execute(
+        select(UsageEntry.line_id, func.sum(UsageEntry.units))
+        .where(UsageEntry.state.in_(HELD), or_(*conditions))
+        .group_by(UsageEntry.line_id)
+    )
+    return {int(line): int(units or 0) for line, units in rows.all()}
 
 
 async def usage_for(

@@ -7,6 +7,7 @@ is permission-checked and audited in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
@@ -443,15 +444,24 @@ async def decide(
     return decide_rule(requester, provider, service, specialty, at, domain, usage, names)
 
 
-async def decisions_for(
+@dataclass(frozen=True, slots=True)
+class Partners:
+    """What routing needs about a requester's partners, loaded once: decisions, kinds, institutions."""
+
+    decisions: dict[int, Decision]
+    agreement_kinds: dict[int, str]
+    institutions: dict[int, Institution]
+
+
+async def partners(
     session: AsyncSession,
     *,
     requester: int,
     service: ServiceKind,
     specialty: str | None,
     at: datetime | None = None,
-) -> dict[int, Decision]:
-    """`decide()` for every institution the requester has an agreement with, loaded once."""
+) -> Partners:
+    """`decide()` for every institution the requester has an agreement with, in three queries."""
     at = at or utcnow()
     rows = await repo.agreements_of(session, requester)
     domain = [a.to_domain() for a in rows]
@@ -462,39 +472,49 @@ async def decisions_for(
         for p in a.parties
         if p.institution_id != requester and p.role.may_provide()
     }
-    names = {
-        i: row.code
-        for i, row in (await repo.institutions_by_id(session, providers | {requester})).items()
-    }
-    return {
+    institutions = await repo.institutions_by_id(session, providers | {requester})
+    names = {i: row.code for i, row in institutions.items()}
+    by_provider: dict[int, list[DomainAgreement]] = {}
+    for agreement in domain:
+        for party in agreement.parties:
+            by_provider.setdefault(party.institution_id, []).append(agreement)
+    decisions = {
         provider: decide_rule(
-            requester,
-            provider,
-            service,
-            specialty,
-            at,
-            [a for a in domain if a.role_of(provider) is not None],
-            usage,
-            names,
+            requester, provider, service, specialty, at, by_provider[provider], usage, names
         )
         for provider in sorted(providers)
     }
+    return Partners(decisions, {a.id: a.kind for a in rows}, institutions)
+
+
+async def decisions_for(
+    session: AsyncSession,
+    *,
+    requester: int,
+    service: ServiceKind,
+    specialty: str | None,
+    at: datetime | None = None,
+) -> dict[int, Decision]:
+    """`decide()` for every institution the requester has an agreement with, loaded once."""
+    found = await partners(
+        session, requester=requester, service=service, specialty=specialty, at=at
+    )
+    return found.decisions
 
 
 async def _usage(
     session: AsyncSession, agreements: Sequence[DomainAgreement], service: ServiceKind, at: datetime
 ) -> list[UsageEntry]:
-    """Held units of every quota line of `service`, summed over each line's current period."""
-    usage: list[UsageEntry] = []
+    """Held units of every quota line of `service`, each over its current period, in one query."""
+    windows: dict[int, tuple[datetime, datetime | None]] = {}
     for agreement in agreements:
         for line in agreement.lines:
-            if line.service is not service or line.quota is None:
-                continue
-            start, end = window(agreement, line.period, at)
-            held = await repo.held_units(session, line.id, start, end)
-            if held:
-                usage.append(UsageEntry(line.id, start, held))
-    return usage
+            if line.service is service and line.quota is not None:
+                windows[line.id] = window(agreement, line.period, at)
+    held = await repo.held_units_by_line(
+        session, [(line, start, end) for line, (start, end) in windows.items()]
+    )
+    return [UsageEntry(line, windows[line][0], units) for line, units in held.items() if units]
 
 
 def decision_read(

@@ -90,7 +90,7 @@ def test_a_language_match_counts() -> None:
             candidate(3, "FR", languages=frozenset({"fr", "ar"})),
         ],
     )
-    assert ranking[0].provider_code == "FR" and "speaks fr" in texts(ranking[0])
+    assert ranking[0].provider_code == "FR" and "speaks Français" in texts(ranking[0])
 
 
 def test_refused_and_already_tried_providers_are_listed_but_never_chosen() -> None:

@@ -182,12 +182,10 @@ async def rank(
 ) -> list[routing.Ranked]:
     """Every provider the origin has an agreement with, ranked for this referral."""
     service = ServiceKind(referral.service)
-    decisions = await registry.decisions_for(
+    found = await registry.partners(
         session, requester=referral.origin_id, service=service, specialty=referral.specialty, at=now
     )
-    ids = set(decisions) | {referral.origin_id}
-    institutions = await registry_repo.institutions_by_id(session, ids)
-    kinds = {a.id: a.kind for a in await registry_repo.agreements_of(session, referral.origin_id)}
+    decisions, institutions, kinds = found.decisions, found.institutions, found.agreement_kinds
     queues = await repo.open_queues(session, decisions)
     speeds = await repo.median_response_hours(session, decisions, since=now - HISTORY_WINDOW)
     spoken = await repo.specialist_languages(session, decisions)
