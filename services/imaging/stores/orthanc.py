@@ -1,0 +1,422 @@
+"""The production store: Orthanc's REST API through pyorthanc, and its DICOMweb plugin.
+
+Orthanc names resources by its own ids (hashes of the patient and the UIDs),
+so a DICOM UID is first mapped with `POST /tools/lookup`. The REST API stores,
+reads, lists and deletes (`/instances`, `/instances/{id}/file`, `/tools/find`,
+`/studies/{id}/series`, `DELETE /studies/{id}`); the DICOMweb plugin answers
+the two questions the REST API of Orthanc 1.10 cannot answer in one call:
+instances with their SOP Class (QIDO-RS, PS3.18 §10.6) and study metadata
+(WADO-RS, PS3.18 §10.4).
+
+The plugin must run with `"StudiesMetadata": "Full"` (its default): with
+`"MainDicomTags"` it answers only the tags Orthanc indexes, without SOP Class
+UID, Rows, Columns or anything else a viewer needs to draw.
+
+Every failure is mapped to a `StoreError`: a refused connection or a timeout
+to `StoreUnavailable`, 401/403 (our credentials) and 502-504 likewise, 404 to
+`NotFoundInStore`, a refused upload to `RejectedByStore`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any
+
+import httpx
+import pyorthanc  # type: ignore[import-untyped]  # pyorthanc ships no py.typed marker
+
+from services.imaging.stores import part10, query
+from services.imaging.stores.base import (
+    InstanceRef,
+    SeriesSummary,
+    StoredInstance,
+    StoreHealth,
+    StudySummary,
+)
+from services.imaging.stores.errors import (
+    NotFoundInStore,
+    RejectedByStore,
+    StoreError,
+    StoreUnavailable,
+)
+
+__all__ = ["OrthancStore"]
+
+DICOM_JSON = "application/dicom+json"
+_UNAVAILABLE = frozenset({401, 403, 502, 503, 504})
+
+
+class OrthancStore:
+    """DICOM instances in an Orthanc server (see module docstring)."""
+
+    backend = "orthanc"
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str | None = None,
+        password: str | None = None,
+        *,
+        dicomweb_root: str = "/dicom-web/",
+        timeout: float = 30.0,
+        concurrency: int = 8,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._dicomweb = f"{self.base_url}/{dicomweb_root.strip('/')}"
+        self._client = pyorthanc.AsyncOrthanc(
+            self.base_url,
+            username=username,
+            password=password,
+            return_raw_response=True,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+        )
+        self._concurrency = asyncio.Semaphore(concurrency)
+
+    async def __aenter__(self) -> OrthancStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections."""
+        await self._client.aclose()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def put(self, data: bytes) -> StoredInstance:
+        """Check the file as every store does, then `POST /instances`; the first file is kept.
+
+        Orthanc names an instance by its patient and UIDs together, so the same
+        SOP Instance UID under another Patient ID would be a second instance:
+        look the UID up first. (Two such uploads at the same moment can still
+        both land; the file store's lock rules that out only within a process.)
+        """
+        part = await asyncio.to_thread(part10.read, data)
+        existing = await self._lookup(part.sop_instance_uid, "Instance")
+        if existing:
+            return part.stored(size=await self._size(existing[0]), already_stored=True)
+        answer = await self._object(
+            "store an instance", self._client.post_instances(content=part.data), rejects=True
+        )
+        status = answer.get("Status")
+        if status == "Success":
+            return part.stored(size=len(part.data), already_stored=False)
+        if status == "AlreadyStored":
+            return part.stored(size=await self._size(_field(answer, "ID")), already_stored=True)
+        raise StoreError(f"Orthanc answered an upload with status {status!r}")
+
+    async def _size(self, instance_id: str) -> int:
+        info = await self._object("read an instance", self._client.get_instances_id(instance_id))
+        try:
+            return int(info["FileSize"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreError("Orthanc did not say the size of an instance") from exc
+
+    async def delete_study(self, study_uid: str) -> None:
+        """`DELETE /studies/{id}` for each Orthanc study with this UID (one per patient)."""
+        for orthanc_id in await self._study_ids(study_uid):
+            await self._send("delete a study", self._client.delete_studies_id(orthanc_id))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def get(self, sop_instance_uid: str) -> bytes:
+        """`GET /instances/{id}/file`: the stored file, byte for byte."""
+        ids = await self._lookup(sop_instance_uid, "Instance")
+        if not ids:
+            raise NotFoundInStore(f"no instance {sop_instance_uid} in the store")
+        response = await self._send("read a file", self._client.get_instances_id_file(ids[0]))
+        return response.content
+
+    async def studies(
+        self,
+        *,
+        study_uid: str | None = None,
+        patient_id: str | None = None,
+        patient_name: str | None = None,
+        accession_number: str | None = None,
+        study_date: str | None = None,
+        modality: str | None = None,
+        limit: int | None = None,
+    ) -> list[StudySummary]:
+        """`POST /tools/find` at study level, then each study's series for the counts."""
+        lookup: dict[str, str] = {}
+        for tag, value in (
+            ("StudyInstanceUID", study_uid),
+            ("PatientID", patient_id),
+            ("PatientName", patient_name),
+            ("AccessionNumber", accession_number),
+            ("ModalitiesInStudy", modality),
+        ):
+            if value:
+                lookup[tag] = value
+        if study_date:
+            query.date_range(study_date)  # the same ValueError as the file store
+            lookup["StudyDate"] = study_date
+        found = await self._objects(
+            "find studies",
+            self._client.post_tools_find(
+                {"Level": "Study", "Query": lookup, "Expand": True, "CaseSensitive": False}
+            ),
+        )
+        by_uid: dict[str, list[dict[str, Any]]] = {}
+        for study in found:
+            by_uid.setdefault(_tags(study).get("StudyInstanceUID", ""), []).append(study)
+        heads = sorted(
+            (_study_head(uid, studies) for uid, studies in by_uid.items()), key=query.study_order
+        )
+        if limit is not None:
+            heads = heads[:limit]
+        return list(
+            await asyncio.gather(
+                *(self._count_study(head, by_uid[head.study_uid]) for head in heads)
+            )
+        )
+
+    async def _count_study(self, head: StudySummary, studies: list[dict[str, Any]]) -> StudySummary:
+        series = [item for study in studies for item in await self._series_of(_field(study, "ID"))]
+        return StudySummary(
+            study_uid=head.study_uid,
+            patient_id=head.patient_id,
+            patient_name=head.patient_name,
+            study_date=head.study_date,
+            accession_number=head.accession_number,
+            study_description=head.study_description,
+            modalities=tuple(sorted({_tags(s).get("Modality", "") for s in series} - {""})),
+            series_count=len(series),
+            instance_count=sum(len(s.get("Instances") or ()) for s in series),
+        )
+
+    async def series(self, study_uid: str) -> list[SeriesSummary]:
+        """`GET /studies/{id}/series` for each Orthanc study with this UID."""
+        found = []
+        for orthanc_id in await self._study_ids(study_uid):
+            for item in await self._series_of(orthanc_id):
+                tags = _tags(item)
+                found.append(
+                    SeriesSummary(
+                        study_uid=study_uid,
+                        series_uid=tags.get("SeriesInstanceUID", ""),
+                        modality=tags.get("Modality", ""),
+                        series_number=_integer(tags.get("SeriesNumber")),
+                        series_description=tags.get("SeriesDescription", ""),
+                        instance_count=len(item.get("Instances") or ()),
+                    )
+                )
+        return sorted(found, key=query.series_order)
+
+    async def instances(self, study_uid: str, series_uid: str | None = None) -> list[InstanceRef]:
+        """QIDO-RS through the DICOMweb plugin: the REST API of 1.10 lists no SOP Class UID."""
+        await self._study_ids(study_uid)
+        path = f"/studies/{study_uid}"
+        if series_uid is not None:
+            path += f"/series/{part10.check_uid(series_uid)}"
+        found = await self._dicomweb_json("search instances", path + "/instances")
+        refs = [
+            InstanceRef(
+                study_uid=_value(item, "0020000D") or study_uid,
+                series_uid=_value(item, "0020000E"),
+                sop_instance_uid=_value(item, "00080018"),
+                sop_class_uid=_value(item, "00080016"),
+                instance_number=_integer(_value(item, "00200013")),
+            )
+            for item in found
+        ]
+        if not refs:
+            raise NotFoundInStore(f"no series {series_uid} in study {study_uid} in the store")
+        return sorted(refs, key=query.instance_order)
+
+    async def study_files(self, study_uid: str) -> AsyncIterator[bytes]:
+        """`GET /instances/{id}/file` for each instance, in `instances` order."""
+        ordered: list[tuple[tuple[str, bool, int, str], str]] = []
+        for orthanc_id in await self._study_ids(study_uid):
+            series_uids = {
+                _field(item, "ID"): _tags(item).get("SeriesInstanceUID", "")
+                for item in await self._series_of(orthanc_id)
+            }
+            listed = await self._objects(
+                "list instances", self._client.get_studies_id_instances(orthanc_id)
+            )
+            for item in listed:
+                ref = InstanceRef(
+                    study_uid=study_uid,
+                    series_uid=series_uids.get(str(item.get("ParentSeries")), ""),
+                    sop_instance_uid=_tags(item).get("SOPInstanceUID", ""),
+                    sop_class_uid="",
+                    instance_number=_integer(_tags(item).get("InstanceNumber")),
+                )
+                ordered.append((query.instance_order(ref), _field(item, "ID")))
+        for _, instance_id in sorted(ordered):
+            response = await self._send(
+                "read a file", self._client.get_instances_id_file(instance_id)
+            )
+            yield response.content
+
+    async def metadata(self, study_uid: str) -> list[dict[str, Any]]:
+        """WADO-RS `GET {root}/studies/{uid}/metadata`, with bulk data left out."""
+        await self._study_ids(study_uid)
+        found = await self._dicomweb_json("read metadata", f"/studies/{study_uid}/metadata")
+        items = [query.without_bulk_data(item) for item in found]
+        return sorted(items, key=_metadata_order)
+
+    async def health(self) -> StoreHealth:
+        """`GET /system` answers and the DICOMweb plugin is loaded."""
+        try:
+            system = await self._object("read the system", self._client.get_system())
+            plugins = await self._json("list plugins", self._client.get_plugins())
+        except StoreError as exc:
+            return StoreHealth(self.backend, False, str(exc))
+        version = system.get("Version", "?")
+        if not isinstance(plugins, list) or "dicom-web" not in plugins:
+            return StoreHealth(
+                self.backend, False, f"Orthanc {version} without its DICOMweb plugin"
+            )
+        return StoreHealth(self.backend, True, f"Orthanc {version} with its DICOMweb plugin")
+
+    # -- Orthanc ids ----------------------------------------------------------------------
+
+    async def _lookup(self, uid: str, level: str) -> list[str]:
+        """Orthanc ids of the resources of one level that carry this DICOM UID."""
+        part10.check_uid(uid)
+        found = await self._objects(
+            "look up a UID", self._client.post(f"{self.base_url}/tools/lookup", content=uid)
+        )
+        return [_field(item, "ID") for item in found if item.get("Type") == level]
+
+    async def _study_ids(self, study_uid: str) -> list[str]:
+        ids = await self._lookup(study_uid, "Study")
+        if not ids:
+            raise NotFoundInStore(f"no study {study_uid} in the store")
+        return ids
+
+    async def _series_of(self, orthanc_study_id: str) -> list[dict[str, Any]]:
+        async with self._concurrency:
+            return await self._objects(
+                "list series", self._client.get_studies_id_series(orthanc_study_id)
+            )
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def _dicomweb_json(self, what: str, path: str) -> list[dict[str, Any]]:
+        response = await self._send(
+            what, self._client.get(self._dicomweb + path, headers={"Accept": DICOM_JSON})
+        )
+        if response.status_code == 204 or not response.content:
+            return []
+        return _list_of_objects(_decode(response, what), what)
+
+    async def _json(self, what: str, request: Awaitable[Any], *, rejects: bool = False) -> Any:
+        return _decode(await self._send(what, request, rejects=rejects), what)
+
+    async def _object(
+        self, what: str, request: Awaitable[Any], *, rejects: bool = False
+    ) -> dict[str, Any]:
+        found = await self._json(what, request, rejects=rejects)
+        if not isinstance(found, dict):
+            raise StoreError(f"Orthanc answered something other than an object ({what})")
+        return found
+
+    async def _objects(self, what: str, request: Awaitable[Any]) -> list[dict[str, Any]]:
+        return _list_of_objects(await self._json(what, request), what)
+
+    async def _send(
+        self, what: str, request: Awaitable[Any], *, rejects: bool = False
+    ) -> httpx.Response:
+        """Await one request; map every way it can fail to a `StoreError`."""
+        try:
+            response = await request
+        except httpx.TimeoutException as exc:
+            raise StoreUnavailable(f"Orthanc did not answer in time ({what})") from exc
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"Orthanc cannot be reached ({what}): {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise StoreError(f"Orthanc request failed ({what}): {exc}") from exc
+        if not isinstance(response, httpx.Response):
+            raise StoreError(f"pyorthanc returned {type(response).__name__} ({what})")
+        status = response.status_code
+        if status < 300:
+            return response
+        detail = _orthanc_detail(response)
+        if status == 404:
+            raise NotFoundInStore(f"Orthanc has no such resource ({what})")
+        if status in (401, 403):
+            raise StoreUnavailable(f"Orthanc refused our credentials with {status} ({what})")
+        if status in _UNAVAILABLE:
+            raise StoreUnavailable(f"Orthanc answered {status} ({what}): {detail}")
+        if rejects and status in (400, 413, 415):
+            raise RejectedByStore(f"Orthanc refused the file: {detail}")
+        raise StoreError(f"Orthanc answered {status} ({what}): {detail}")
+
+
+def _decode(response: httpx.Response, what: str) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise StoreError(f"Orthanc answered something that is not JSON ({what})") from exc
+
+
+def _list_of_objects(found: Any, what: str) -> list[dict[str, Any]]:
+    if not isinstance(found, list) or not all(isinstance(item, dict) for item in found):
+        raise StoreError(f"Orthanc answered something other than a list of objects ({what})")
+    return found
+
+
+def _field(item: dict[str, Any], key: str) -> str:
+    """A field Orthanc always sends (an id); its absence is a store error, not a KeyError."""
+    value = item.get(key)
+    if not isinstance(value, str) or not value:
+        raise StoreError(f"Orthanc answered without {key!r}")
+    return value
+
+
+def _tags(item: dict[str, Any], key: str = "MainDicomTags") -> dict[str, str]:
+    tags = item.get(key)
+    return tags if isinstance(tags, dict) else {}
+
+
+def _orthanc_detail(response: httpx.Response) -> str:
+    """Orthanc's own words for an error (`Details`, else `Message`), short."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        return str(body.get("Details") or body.get("Message") or body)[:200]
+    return str(body)[:200]
+
+
+def _study_head(uid: str, studies: list[dict[str, Any]]) -> StudySummary:
+    """A study's own attributes from its first Orthanc study; counts come later."""
+    tags = _tags(studies[0])
+    patient = _tags(studies[0], "PatientMainDicomTags")
+    return StudySummary(
+        study_uid=uid,
+        patient_id=patient.get("PatientID", ""),
+        patient_name=patient.get("PatientName", ""),
+        study_date=tags.get("StudyDate", ""),
+        accession_number=tags.get("AccessionNumber", ""),
+        study_description=tags.get("StudyDescription", ""),
+        modalities=(),
+        series_count=0,
+        instance_count=0,
+    )
+
+
+def _value(item: dict[str, Any], tag: str) -> str:
+    """The first value of one element of a DICOM JSON data set, as text."""
+    element = item.get(tag)
+    values = element.get("Value") if isinstance(element, dict) else None
+    return str(values[0]) if isinstance(values, list) and values else ""
+
+
+def _integer(value: object) -> int | None:
+    try:
+        return int(float(str(value))) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _metadata_order(item: dict[str, Any]) -> tuple[str, bool, int, str]:
+    number = _integer(_value(item, "00200013"))
+    return (_value(item, "0020000E"), number is None, number or 0, _value(item, "00080018"))
