@@ -67,6 +67,17 @@ class Settings(BaseSettings):
     """Upgrade the connection with STARTTLS (RFC 3207), verifying the server's certificate."""
     smtp_timeout_s: float = Field(default=30.0, gt=0, le=600)
 
+    # Imaging.
+    orthanc_username: str | None = None
+    """Credentials of the institutions' Orthanc stores (Institution.imaging_store URLs)."""
+    orthanc_password: str | None = None
+    shared_store_url: str | None = None
+    """Orthanc holding de-identified copies for partners; None: files under data_dir/imaging/shared."""
+    shared_store_username: str | None = None
+    shared_store_password: str | None = None
+    stow_max_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    """Largest STOW-RS request body accepted."""
+
     # The organisation running the platform: its admins and auditors act platform-wide.
     operator_code: str = "JISR"
     operator_name: str = "Jisr platform operator"
