@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
-from celery import Celery
 from sqlalchemy import select
 
 from shared import tasks
@@ -20,7 +17,7 @@ from shared.logs import request_id_var
 from shared.platform import Platform
 from shared.registry.models import Agreement
 from shared.settings import Settings
-from tests.conftest import REDIS_URL, need
+from tests.celery_worker import redis_worker, run_task
 from tests.factories import Factory
 
 
@@ -111,46 +108,11 @@ def test_worker_settings_survive_a_killed_worker() -> None:
     assert conf.broker_transport_options["visibility_timeout"] >= 3600
 
 
-@pytest.mark.redis
 async def test_a_worker_process_on_redis_runs_the_same_task(
     platform: Platform, factory: Factory, signing_key: Path, tmp_path: Path
 ) -> None:
-    need("Redis", "127.0.0.1", 6379)
     lapsed, current = await lapsed_and_current(factory)
-    env = {
-        **os.environ,
-        "JISR_DATABASE_URL": platform.settings.resolved_database_url,
-        "JISR_BROKER_URL": REDIS_URL,
-        "JISR_RESULT_BACKEND": REDIS_URL,
-        "JISR_SIGNING_KEY_PATH": str(signing_key),
-        "JISR_DATA_DIR": str(tmp_path),
-    }
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "shared.tasks",
-        "worker",
-        "--pool=solo",
-        "--concurrency=1",
-        "--without-gossip",
-        "--without-mingle",
-        "--loglevel=WARNING",
-        f"--hostname=test-{os.getpid()}@localhost",
-        "-Q",
-        "jisr",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    client = Celery("client", broker=REDIS_URL, backend=REDIS_URL)
-    try:
-        result = client.send_task("registry.expire_agreements_task", queue="jisr")
-        codes = await asyncio.to_thread(result.get, timeout=60)
-    finally:
-        worker.terminate()
-        _, stderr = await asyncio.wait_for(worker.communicate(), timeout=30)
-        client.close()
-    assert lapsed.code in codes and current.code not in codes, stderr.decode()[-2000:]
+    async with redis_worker(platform, signing_key, tmp_path) as client:
+        codes = await run_task(client, "registry.expire_agreements_task")
+    assert lapsed.code in codes and current.code not in codes
     assert await status_of(platform, lapsed.id) == "expired"

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from celery import Celery
 from sqlalchemy import select
 
 from services.referral.referrals.models import Referral
@@ -18,7 +15,7 @@ from shared import tasks
 from shared.notifications.models import Notification
 from shared.platform import Platform
 from shared.settings import Settings
-from tests.conftest import REDIS_URL, need
+from tests.celery_worker import redis_worker, run_task
 from tests.referral.conftest import World
 
 
@@ -117,48 +114,10 @@ async def test_beat_escalates_on_the_in_process_worker(world: World, platform: P
 async def test_a_worker_on_redis_escalates_the_same_way(
     world: World, platform: Platform, signing_key: Path, tmp_path: Path
 ) -> None:
-    need("Redis", "127.0.0.1", 6379)
     w = world
     ref = (await w.submit()).json()
-    due = datetime.fromisoformat(ref["due_at"])
-    env = {
-        **os.environ,
-        "JISR_DATABASE_URL": platform.settings.resolved_database_url,
-        "JISR_BROKER_URL": REDIS_URL,
-        "JISR_RESULT_BACKEND": REDIS_URL,
-        "JISR_SIGNING_KEY_PATH": str(signing_key),
-        "JISR_DATA_DIR": str(tmp_path),
-    }
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "shared.tasks",
-        "worker",
-        "--pool=solo",
-        "--concurrency=1",
-        "--without-gossip",
-        "--without-mingle",
-        "--loglevel=WARNING",
-        f"--hostname=esc-{os.getpid()}@localhost",
-        "-Q",
-        "jisr",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    client = Celery("client", broker=REDIS_URL, backend=REDIS_URL)
-    try:
-        result = client.send_task(
-            "referrals.escalate_overdue_task",
-            args=[(due + timedelta(hours=1)).isoformat()],
-            queue="jisr",
-        )
-        outcome = await asyncio.to_thread(result.get, timeout=60)
-    finally:
-        worker.terminate()
-        _, stderr = await asyncio.wait_for(worker.communicate(), timeout=30)
-        client.close()
-    assert outcome == {str(ref["id"]): "FR-PARIS-APHP"}, stderr.decode()[-2000:]
+    later = (datetime.fromisoformat(ref["due_at"]) + timedelta(hours=1)).isoformat()
+    async with redis_worker(platform, signing_key, tmp_path) as client:
+        outcome = await run_task(client, "referrals.escalate_overdue_task", later)
+    assert outcome == {str(ref["id"]): "FR-PARIS-APHP"}
     assert await state(platform, ref["id"]) == ("offered", "FR-PARIS-APHP")

@@ -715,34 +715,30 @@ async def _code(session: AsyncSession, institution_id: int | None) -> str:
 async def _tell_origin(
     session: AsyncSession, referral: Referral, kind: str, params: dict[str, Any]
 ) -> None:
+    """The referral's author and the origin's coordinators."""
     author = await session.get(User, referral.created_by_id)
     coordinators = await notifications.staff(session, referral.origin_id, (Role.COORDINATOR,))
-    recipients = [u for u in [author, *coordinators] if u is not None]
-    base = {
-        "referral": referral.id,
-        "origin": await _code(session, referral.origin_id),
-        "provider": await _code(session, referral.provider_id),
-    }
-    await notifications.notify(
-        session,
-        recipients,
-        kind,
-        params={**base, **params},
-        resource_type=RESOURCE,
-        resource_id=referral.id,
-    )
+    await _tell(session, referral, [author, *coordinators], kind, params)
 
 
 async def _tell_provider(
     session: AsyncSession, referral: Referral, kind: str, params: dict[str, Any]
 ) -> None:
+    """The specialist who took the referral and the provider's coordinators."""
     if referral.provider_id is None:
         return
-    recipients: list[User] = []
-    if referral.specialist_id:
-        specialist = await session.get(User, referral.specialist_id)
-        recipients += [specialist] if specialist else []
-    recipients += await notifications.staff(session, referral.provider_id, (Role.COORDINATOR,))
+    specialist = await session.get(User, referral.specialist_id) if referral.specialist_id else None
+    coordinators = await notifications.staff(session, referral.provider_id, (Role.COORDINATOR,))
+    await _tell(session, referral, [specialist, *coordinators], kind, params)
+
+
+async def _tell(
+    session: AsyncSession,
+    referral: Referral,
+    users: list[User | None],
+    kind: str,
+    params: dict[str, Any],
+) -> None:
     base = {
         "referral": referral.id,
         "origin": await _code(session, referral.origin_id),
@@ -750,7 +746,7 @@ async def _tell_provider(
     }
     await notifications.notify(
         session,
-        recipients,
+        [u for u in users if u is not None],
         kind,
         params={**base, **params},
         resource_type=RESOURCE,
