@@ -1,4 +1,4 @@
-"""The `jisr` command: `run`, `migrate`, `seed`, `worker`."""
+"""The `jisr` command: `run`, `migrate`, `seed`, `worker`, `imaging upload`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+from jisr import imaging_upload
 from shared import logs, migrations
 from shared.platform import Platform
 from shared.settings import Settings, get_settings
@@ -102,7 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seed", help="create the operator, admin and (with --demo) the demo data"
     )
     seed_p.add_argument("--demo", action="store_true")
+    imaging_upload.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "imaging":
+        return imaging_upload.main(args)
 
     settings = get_settings()
     logs.configure(settings.log_level, json_lines=settings.log_json)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
+from services.imaging.dicomweb.qido import router as qido
+from services.imaging.dicomweb.router import router as dicomweb
+from services.imaging.dicomweb.wado import router as wado
+from services.imaging.shares.router import router as shares
 from shared import health
 from shared.platform import Platform
 from shared.web import make_app
 
 
 def routers() -> list[APIRouter]:
-    return []
+    return [dicomweb, qido, wado, shares]
 
 
 def create_app(platform: Platform | None = None) -> FastAPI:

@@ -8,12 +8,11 @@ ten-year age band. Pure.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 from datetime import date
 
 from shared.entitlements.model import Identification
+from shared.pseudonyms import pseudonym
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,12 +25,6 @@ class PatientView:
     birth_date: date | None
     birth_year: int | None
     age_band: str | None
-
-
-def pseudonym(secret: bytes, agreement_id: int, patient_id: int) -> str:
-    """Stable within one agreement, unlinkable across agreements."""
-    digest = hmac.new(secret, f"{agreement_id}:{patient_id}".encode(), hashlib.sha256).hexdigest()
-    return f"P-{digest[:10].upper()}"
 
 
 def age_band(birth: date, today: date) -> str:

@@ -1,0 +1,484 @@
+"""STOW-RS (PS3.18 §10.5): split a multipart/related body into parts on disk, check, store.
+
+A request body is read chunk by chunk (`request.stream()`) and each part is
+spooled to a temporary file under `data_dir/tmp/` whose name comes from
+`tempfile`, never from the data. The whole body is counted against
+`stow_max_bytes` and nothing is stored before the last byte has arrived, so a
+body over the limit (413) keeps nothing. Then each part is checked and stored
+one at a time (a part is held in memory only while it is checked and stored).
+
+Every part gets its own answer in the Store Instances Response (PS3.18
+§10.5.3, PS3.4 B.2.3 for the codes):
+
+    0x0122  Refused: SOP Class not supported - the part is not a DICOM instance
+            (another media type, or no `DICM` after the preamble)
+    0xC000  Error: Cannot understand - a DICOM file cut short or malformed
+    0xA900  Error: Data set does not match SOP Class - a missing or invalid UID
+            (PS3.5 §9.1), or an instance of another study than the URL names
+    0xA700  Refused: Out of resources - past a parsing bound (sequence depth,
+            decoded pixel size, parsing time)
+    0x0110  Processing failure - the store could not keep it
+    0xB006  Warning (WarningReason): the instance was already stored; the copy
+            sent is discarded and the first one kept
+
+The checks here come before the store's own (`stores.part10`), which the store
+applies again: they bound what pydicom is asked to parse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import shutil
+import struct
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pydicom
+from pydicom.datadict import dictionary_VR
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+
+from services.imaging.stores import RejectedByStore, Store, StoredInstance, StoreError, part10
+from shared.problems import BadRequest, JisrError, PayloadTooLarge
+
+__all__ = [
+    "CANNOT_UNDERSTAND",
+    "DATASET_MISMATCH",
+    "DICOM",
+    "DICOM_JSON",
+    "NOT_DICOM",
+    "OUT_OF_RESOURCES",
+    "PROCESSING_FAILURE",
+    "WARNING_ALREADY_STORED",
+    "Outcome",
+    "Part",
+    "Refused",
+    "UnsupportedMediaType",
+    "boundary_of",
+    "response_body",
+    "spool",
+    "store_part",
+]
+
+DICOM = "application/dicom"
+DICOM_JSON = "application/dicom+json"
+
+PROCESSING_FAILURE = 0x0110
+NOT_DICOM = 0x0122
+OUT_OF_RESOURCES = 0xA700
+DATASET_MISMATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+WARNING_ALREADY_STORED = 0xB006
+
+MAX_SEQUENCE_DEPTH = 32
+MAX_DECODED_PIXEL_BYTES = 2 * 1024**3
+PARSE_TIMEOUT_S = 30.0
+_MAX_HEADER_BYTES = 16 * 1024
+_CHUNK_TAIL = 64 * 1024
+
+_UNDEFINED = 0xFFFFFFFF
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_PIXEL_DATA = 0x7FE00010
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+_BOUNDARY = re.compile(r"^[0-9A-Za-z'()+_,\-./:=? ]{1,70}$")  # RFC 2046 §5.1.1
+
+
+class UnsupportedMediaType(JisrError):
+    status, slug = 415, "unsupported_media_type"
+
+
+class Refused(Exception):
+    """One part refused, with its PS3.18 failure reason and a sentence for the logs."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class Part:
+    """One spooled part: its file and its declared media type (the root type when absent)."""
+
+    path: Path
+    media_type: str
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of the parts of one request."""
+
+    stored: list[StoredInstance] = field(default_factory=list)
+    failed: list[tuple[str, str, int, str]] = field(default_factory=list)
+    """(SOP Class UID, SOP Instance UID, failure reason, sentence); UIDs empty when unknown."""
+
+
+# -- the request's media type ---------------------------------------------------------------
+
+
+def _parameters(content_type: str) -> tuple[str, dict[str, str]]:
+    kind, _, rest = content_type.partition(";")
+    params: dict[str, str] = {}
+    for match in re.finditer(r'\s*([^=;\s]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)\s*;?', rest):
+        value = match.group(2).strip()
+        if value.startswith('"') and value.endswith('"') and len(value) >= 2:
+            value = value[1:-1]
+        params[match.group(1).lower()] = value
+    return kind.strip().lower(), params
+
+
+def boundary_of(content_type: str | None) -> bytes:
+    """The boundary of `multipart/related; type="application/dicom"; boundary=...` (PS3.18 §8.6.1.2)."""
+    kind, params = _parameters(content_type or "")
+    if kind != "multipart/related" or params.get("type", DICOM).lower() != DICOM:
+        raise UnsupportedMediaType(
+            'STOW-RS takes multipart/related; type="application/dicom" (PS3.18 §10.5.1.2)'
+        )
+    boundary = params.get("boundary", "")
+    if not _BOUNDARY.fullmatch(boundary):
+        raise BadRequest("the multipart/related Content-Type has no valid boundary parameter")
+    return boundary.encode("ascii")
+
+
+# -- the body, part by part ------------------------------------------------------------------
+
+
+async def spool(
+    chunks: AsyncIterator[bytes], boundary: bytes, folder: Path, *, max_bytes: int
+) -> list[Part]:
+    """Split a multipart/related body (RFC 2046 §5.1) into files in `folder`, streaming.
+
+    `PayloadTooLarge` once more than `max_bytes` arrive; `BadRequest` for a body
+    that is not a complete multipart body. The caller removes `folder`.
+    """
+    delimiter = b"\r\n--" + boundary
+    buffer = bytearray(b"\r\n")  # the first delimiter may open the body with no CRLF before it
+    parts: list[Part] = []
+    state = "preamble"
+    out: BinaryIO | None = None
+    received = 0
+    try:
+        async for chunk in chunks:
+            received += len(chunk)
+            if received > max_bytes:
+                raise PayloadTooLarge(f"the request body exceeds {max_bytes} bytes")
+            buffer += chunk
+            while True:
+                if state in ("preamble", "body"):
+                    at = buffer.find(delimiter)
+                    if at < 0:
+                        keep = len(delimiter) - 1
+                        if len(buffer) > keep:
+                            if out is not None:
+                                out.write(buffer[: len(buffer) - keep])
+                            elif len(buffer) > _CHUNK_TAIL:
+                                raise BadRequest("no multipart boundary in the body")
+                            del buffer[: len(buffer) - keep]
+                        break
+                    if out is not None:
+                        out.write(buffer[:at])
+                        out.close()
+                        out = None
+                    del buffer[: at + len(delimiter)]
+                    state = "delimiter"
+                if state == "delimiter":
+                    end = buffer.find(b"\r\n")
+                    if buffer.startswith(b"--"):
+                        state = "done"
+                        break
+                    if end < 0:
+                        if len(buffer) > _MAX_HEADER_BYTES:
+                            raise BadRequest("a multipart boundary line is too long")
+                        break
+                    if buffer[:end].strip(b" \t"):
+                        raise BadRequest("text after a multipart boundary")
+                    del buffer[: end + 2]
+                    state = "headers"
+                if state == "headers":
+                    if buffer.startswith(b"\r\n"):
+                        headers, skip = b"", 2
+                    else:
+                        end = buffer.find(b"\r\n\r\n")
+                        if end < 0:
+                            if len(buffer) > _MAX_HEADER_BYTES:
+                                raise BadRequest("the headers of a part are too long")
+                            break
+                        headers, skip = bytes(buffer[:end]), end + 4
+                    del buffer[:skip]
+                    handle, name = tempfile.mkstemp(dir=folder, prefix="part-", suffix=".bin")
+                    out = os.fdopen(handle, "wb")
+                    parts.append(Part(Path(name), _media_type(headers)))
+                    state = "body"
+                if state == "done":
+                    break
+            if state == "done":
+                break
+    finally:
+        if out is not None:
+            out.close()
+    if state != "done":
+        raise BadRequest("the multipart body ends before its closing boundary")
+    return parts
+
+
+def _media_type(headers: bytes) -> str:
+    for line in headers.decode("latin-1").split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-type":
+            return _parameters(value)[0]
+    return DICOM
+
+
+# -- one part -------------------------------------------------------------------------------
+
+
+def check(data: bytes) -> part10.Part10:
+    """The bounds on what is parsed, then the store's own checks; `Refused` says why not.
+
+    Blocking: run it in a thread.
+    """
+    if len(data) < part10.PREAMBLE_LENGTH + 4 or data[128:132] != b"DICM":
+        raise Refused(NOT_DICOM, "not a DICOM Part 10 file (no 'DICM' after the preamble)")
+    syntax, start = _file_meta(data)
+    if syntax != DeflatedExplicitVRLittleEndian:  # a deflated data set is bounded by zlib
+        try:
+            implicit, little = syntax.is_implicit_VR, syntax.is_little_endian
+        except ValueError as exc:
+            raise Refused(CANNOT_UNDERSTAND, f"unknown transfer syntax {syntax!r:.80}") from exc
+        _walk(data, start, implicit=implicit, little=little)
+    try:
+        part = part10.read(data)
+    except RejectedByStore as exc:
+        code = DATASET_MISMATCH if "UID" in exc.reason else CANNOT_UNDERSTAND
+        raise Refused(code, exc.reason) from exc
+    _check_pixel_size(part.data)
+    return part
+
+
+def _file_meta(data: bytes) -> tuple[UID, int]:
+    """The transfer syntax and where the data set starts; group 0002 is explicit VR LE."""
+    pos, syntax = 132, ""
+    while pos + 8 <= len(data) and struct.unpack_from("<H", data, pos)[0] == 0x0002:
+        tag = struct.unpack_from("<HH", data, pos)
+        vr = data[pos + 4 : pos + 6]
+        if vr in _LONG_VRS:
+            (length,) = struct.unpack_from("<L", data, pos + 8)
+            pos += 12
+        else:
+            (length,) = struct.unpack_from("<H", data, pos + 6)
+            pos += 8
+        if length == _UNDEFINED or pos + length > len(data):
+            raise Refused(CANNOT_UNDERSTAND, "the file meta information is cut short")
+        if tag == (0x0002, 0x0010):
+            syntax = data[pos : pos + length].decode("ascii", "replace").strip("\0 ")
+        pos += length
+    if not syntax:
+        raise Refused(CANNOT_UNDERSTAND, "the file meta information has no Transfer Syntax UID")
+    return UID(syntax, validation_mode=pydicom.config.IGNORE), pos
+
+
+def _walk(data: bytes, pos: int, *, implicit: bool, little: bool) -> None:
+    """Walk every element without recursion: lengths within the file, sequences nested at
+    most `MAX_SEQUENCE_DEPTH` deep (PS3.5 §7.5). Values are not decoded."""
+    order = "<" if little else ">"
+    size = len(data)
+    # (kind, end or None when of undefined length, implicit VR inside)
+    stack: list[tuple[str, int | None, bool]] = []
+    depth = 0
+    while True:
+        while stack and stack[-1][1] is not None and pos >= (stack[-1][1] or 0):
+            if pos > (stack[-1][1] or 0):
+                raise Refused(CANNOT_UNDERSTAND, "an item overruns its sequence's length")
+            depth -= stack.pop()[0] == "seq"
+        if pos >= size:
+            break
+        if pos + 8 > size:
+            raise Refused(CANNOT_UNDERSTAND, "the file is cut short inside an element header")
+        inner_implicit = stack[-1][2] if stack else implicit
+        group, element = struct.unpack_from(order + "HH", data, pos)
+        tag = group << 16 | element
+        if group == 0xFFFE:
+            (length,) = struct.unpack_from(order + "L", data, pos + 4)
+            pos += 8
+            parent = stack[-1][0] if stack else ""
+            if tag == _ITEM and parent == "pixels":
+                if length == _UNDEFINED or pos + length > size:
+                    raise Refused(CANNOT_UNDERSTAND, "a pixel data fragment is cut short")
+                pos += length
+            elif tag == _ITEM and parent == "seq":
+                if length != _UNDEFINED and pos + length > size:
+                    raise Refused(CANNOT_UNDERSTAND, "a sequence item is cut short")
+                stack.append(
+                    ("item", None if length == _UNDEFINED else pos + length, inner_implicit)
+                )
+            elif tag == _ITEM_END and parent == "item" and stack[-1][1] is None:
+                stack.pop()
+            elif tag == _SEQUENCE_END and parent in ("seq", "pixels") and stack[-1][1] is None:
+                depth -= stack.pop()[0] == "seq"
+            else:
+                raise Refused(CANNOT_UNDERSTAND, f"a misplaced delimiter ({tag:08X})")
+            continue
+        vr: bytes | None = None
+        if inner_implicit:
+            (length,) = struct.unpack_from(order + "L", data, pos + 4)
+            pos += 8
+        else:
+            vr = data[pos + 4 : pos + 6]
+            if vr in _LONG_VRS:
+                if pos + 12 > size:
+                    raise Refused(
+                        CANNOT_UNDERSTAND, "the file is cut short inside an element header"
+                    )
+                (length,) = struct.unpack_from(order + "L", data, pos + 8)
+                pos += 12
+            else:
+                (length,) = struct.unpack_from(order + "H", data, pos + 6)
+                pos += 8
+        if length == _UNDEFINED:
+            if tag == _PIXEL_DATA:
+                stack.append(("pixels", None, inner_implicit))
+                continue
+            # SQ, or UN of undefined length: implicit VR little endian inside (PS3.5 §6.2.2).
+            stack.append(("seq", None, inner_implicit or vr == b"UN"))
+            depth += 1
+        elif pos + length > size:
+            raise Refused(
+                CANNOT_UNDERSTAND,
+                f"the file is cut short: element ({group:04X},{element:04X}) declares"
+                f" {length} bytes and {size - pos} remain",
+            )
+        elif vr == b"SQ" or (vr is None and _is_sequence(tag)):
+            stack.append(("seq", pos + length, inner_implicit))
+            depth += 1
+        else:
+            pos += length
+        if depth > MAX_SEQUENCE_DEPTH:
+            raise Refused(
+                OUT_OF_RESOURCES, f"sequences are nested more than {MAX_SEQUENCE_DEPTH} deep"
+            )
+
+
+def _is_sequence(tag: int) -> bool:
+    try:
+        return bool(dictionary_VR(tag) == "SQ")
+    except KeyError:
+        return False
+
+
+def _check_pixel_size(data: bytes) -> None:
+    ds = pydicom.dcmread(
+        io.BytesIO(data),
+        stop_before_pixels=True,
+        specific_tags=["Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "NumberOfFrames"],
+    )
+    try:
+        frames = int(ds.get("NumberOfFrames") or 1)
+        size = (
+            int(ds.get("Rows") or 0)
+            * int(ds.get("Columns") or 0)
+            * int(ds.get("SamplesPerPixel") or 1)
+            * max(int(ds.get("BitsAllocated") or 8), 1)
+            * frames
+            // 8
+        )
+    except (TypeError, ValueError) as exc:
+        raise Refused(CANNOT_UNDERSTAND, f"unreadable image dimensions: {exc}") from exc
+    if size > MAX_DECODED_PIXEL_BYTES:
+        raise Refused(
+            OUT_OF_RESOURCES,
+            f"decoded pixel data would take {size} bytes, over {MAX_DECODED_PIXEL_BYTES}",
+        )
+
+
+async def store_part(
+    store: Store, part: Part, outcome: Outcome, *, study_uid: str | None = None
+) -> None:
+    """Check one spooled part and put it in `store`; its answer goes into `outcome`."""
+    if part.media_type != DICOM:
+        outcome.failed.append(("", "", NOT_DICOM, f"a part of type {part.media_type!r:.60}"))
+        return
+    data = await asyncio.to_thread(part.path.read_bytes)
+    try:
+        checked = await asyncio.wait_for(asyncio.to_thread(check, data), PARSE_TIMEOUT_S)
+    except Refused as exc:
+        outcome.failed.append(("", "", exc.code, exc.reason))
+        return
+    except TimeoutError:
+        outcome.failed.append(("", "", OUT_OF_RESOURCES, "parsing took too long"))
+        return
+    uids = (checked.sop_class_uid, checked.sop_instance_uid)
+    if study_uid is not None and checked.study_uid != study_uid:
+        outcome.failed.append((*uids, DATASET_MISMATCH, "an instance of another study"))
+        return
+    try:
+        outcome.stored.append(await store.put(checked.data))
+    except RejectedByStore as exc:
+        outcome.failed.append((*uids, CANNOT_UNDERSTAND, exc.reason))
+    except StoreError as exc:
+        outcome.failed.append((*uids, PROCESSING_FAILURE, str(exc)))
+
+
+# -- the answer -----------------------------------------------------------------------------
+
+
+def _uid(value: str) -> dict[str, Any]:
+    return {"vr": "UI", "Value": [value]} if value else {"vr": "UI"}
+
+
+def response_body(outcome: Outcome, base_url: str) -> dict[str, Any]:
+    """The Store Instances Response Module (PS3.18 Table 10.5.3-3) in the DICOM JSON model."""
+    body: dict[str, Any] = {}
+    studies = {stored.study_uid for stored in outcome.stored}
+    if len(studies) == 1:
+        body["00081190"] = {"vr": "UR", "Value": [f"{base_url}/studies/{studies.pop()}"]}
+    if outcome.failed:
+        body["00081198"] = {
+            "vr": "SQ",
+            "Value": [
+                {
+                    "00081150": _uid(sop_class),
+                    "00081155": _uid(sop_instance),
+                    "00081197": {"vr": "US", "Value": [code]},
+                }
+                for sop_class, sop_instance, code, _ in outcome.failed
+            ],
+        }
+    if outcome.stored:
+        items = []
+        for stored in outcome.stored:
+            item: dict[str, Any] = {
+                "00081150": _uid(stored.sop_class_uid),
+                "00081155": _uid(stored.sop_instance_uid),
+                "00081190": {
+                    "vr": "UR",
+                    "Value": [
+                        f"{base_url}/studies/{stored.study_uid}/series/{stored.series_uid}"
+                        f"/instances/{stored.sop_instance_uid}"
+                    ],
+                },
+            }
+            if stored.already_stored:
+                item["00081196"] = {"vr": "US", "Value": [WARNING_ALREADY_STORED]}
+            items.append(item)
+        body["00081199"] = {"vr": "SQ", "Value": items}
+    return body
+
+
+def status_code(outcome: Outcome) -> int:
+    """200 all stored, 202 some failed or warned, 409 none stored (PS3.18 §10.5.3)."""
+    if not outcome.stored:
+        return 409
+    if outcome.failed or any(stored.already_stored for stored in outcome.stored):
+        return 202
+    return 200
+
+
+def remove(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
