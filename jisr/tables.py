@@ -1,6 +1,8 @@
 """Import every module that declares tables, so `Base.metadata` is the whole schema."""
 
 # ruff: noqa: F401 - these imports register tables
+import services.imaging.forwarding.models
+import services.imaging.reports.models
 import services.imaging.shares.models
 import services.referral.missions.models
 import services.referral.referrals.models

@@ -44,6 +44,7 @@ TASK_MODULES = [
     "shared.registry.tasks",
     "shared.notifications.tasks",
     "services.referral.referrals.tasks",
+    "services.imaging.forwarding.tasks",
 ]
 
 celery_app = Celery("jisr", include=TASK_MODULES)

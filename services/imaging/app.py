@@ -7,6 +7,8 @@ from fastapi import APIRouter, FastAPI
 from services.imaging.dicomweb.qido import router as qido
 from services.imaging.dicomweb.router import router as dicomweb
 from services.imaging.dicomweb.wado import router as wado
+from services.imaging.forwarding.router import router as forwarding
+from services.imaging.reports.router import router as reports
 from services.imaging.shares.router import router as shares
 from shared import health
 from shared.platform import Platform
@@ -14,7 +16,7 @@ from shared.web import make_app
 
 
 def routers() -> list[APIRouter]:
-    return [dicomweb, qido, wado, shares]
+    return [dicomweb, qido, wado, shares, reports, forwarding]
 
 
 def create_app(platform: Platform | None = None) -> FastAPI:

@@ -1,12 +1,16 @@
-"""Scheduled work of referrals: re-offering referrals whose provider did not answer in time."""
+"""Work of referrals off the request: re-offering overdue referrals, recording imaging reports."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from services.referral.referrals import repository as repo
 from services.referral.referrals import service
+from services.referral.referrals.models import Referral, ReferralEvent
 from shared.db import utcnow
+from shared.identity.models import User
+from shared.notifications import service as notifications
 from shared.platform import Platform
 from shared.tasks import celery_app, run_async
 
@@ -29,3 +33,66 @@ def escalate_overdue_task(now: str | None = None) -> dict[int, str]:
     """Re-offer overdue referrals and notify the coordinators, once; `now` (ISO) is for tests."""
     at = datetime.fromisoformat(now) if now else utcnow()
     return run_async(lambda platform: escalate_overdue(platform, now=at))
+
+
+IMAGING_REPORT_EVENT = "imaging_report"
+
+
+async def record_imaging_report(
+    platform: Platform, *, referral_id: int, share_id: int, report: dict[str, Any]
+) -> bool:
+    """Put a signed imaging report on the referral's timeline and tell its referrer, once.
+
+    The imaging service sends the report's summary (`report_id`, `author_id`, `author_name`,
+    `institution_id`, `signed_at`, `impression`); the referral row is locked so that two
+    deliveries of the same report add one event. Answers whether this run added it.
+    """
+    report_id = int(report["report_id"])
+    async with platform.database.transaction() as session:
+        referral = await session.get(Referral, referral_id, with_for_update=True)
+        if referral is None:
+            return False
+        for event in await repo.events(session, referral.id):
+            if event.kind == IMAGING_REPORT_EVENT and event.data.get("report_id") == report_id:
+                return False
+        session.add(
+            ReferralEvent(
+                referral_id=referral.id,
+                at=datetime.fromisoformat(str(report["signed_at"])),
+                kind=IMAGING_REPORT_EVENT,
+                actor_id=report.get("author_id"),
+                actor_name=report.get("author_name"),
+                institution_id=report.get("institution_id"),
+                data={
+                    "report_id": report_id,
+                    "share_id": share_id,
+                    "impression": report.get("impression", ""),
+                },
+            )
+        )
+        await session.flush()
+        author = await session.get(User, referral.created_by_id)
+        if author is not None:
+            await notifications.notify(
+                session,
+                [author],
+                IMAGING_REPORT_EVENT,
+                resource_type=service.RESOURCE,
+                resource_id=referral.id,
+                params={
+                    "referral": referral.id,
+                    "author": report.get("author_name", ""),
+                    "impression": report.get("impression", ""),
+                },
+            )
+    return True
+
+
+@celery_app.task(name="referrals.record_imaging_report_task")
+def record_imaging_report_task(referral_id: int, share_id: int, report: dict[str, Any]) -> bool:
+    """Deliver an imaging report into the referral's timeline (sent by the imaging service)."""
+    return run_async(
+        lambda platform: record_imaging_report(
+            platform, referral_id=referral_id, share_id=share_id, report=report
+        )
+    )
