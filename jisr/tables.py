@@ -2,6 +2,7 @@
 
 # ruff: noqa: F401 - these imports register tables
 import services.imaging.forwarding.models
+import services.imaging.pickup.models
 import services.imaging.reports.models
 import services.imaging.shares.models
 import services.referral.missions.models

@@ -45,6 +45,7 @@ TASK_MODULES = [
     "shared.notifications.tasks",
     "services.referral.referrals.tasks",
     "services.imaging.forwarding.tasks",
+    "services.imaging.pickup.tasks",
 ]
 
 celery_app = Celery("jisr", include=TASK_MODULES)
@@ -78,6 +79,10 @@ def configure(settings: Settings) -> Celery:
             "escalate-overdue-referrals": {
                 "task": "referrals.escalate_overdue_task",
                 "schedule": timedelta(seconds=settings.escalation_interval_s),
+            },
+            "pick-up-c-stored-studies": {
+                "task": "imaging.poll_stores_task",
+                "schedule": timedelta(seconds=30),
             },
         },
     )

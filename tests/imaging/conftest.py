@@ -201,3 +201,82 @@ def store(request: pytest.FixtureRequest) -> Store:
         "file_store" if request.param == "files" else "orthanc_store"
     )
     return found
+
+
+# C-STORE pick-up: an institution Orthanc that calls studies stable after 1 s, and a "modality"
+# Orthanc that pushes to it over DICOM --------------------------------------------------------
+
+MODALITY_NAME = "jisr"
+"""The name under which the modality Orthanc knows the institution's Orthanc."""
+
+
+@dataclass(frozen=True)
+class DicomPeers:
+    institution: OrthancServer
+    modality: OrthancServer
+
+
+def _start_with(folder: Path, extra: dict[str, object], dicom_port: int) -> OrthancServer:
+    folder.mkdir()
+    http_port = free_port()
+    while http_port == dicom_port:
+        http_port = free_port()
+    password = secrets.token_urlsafe(16)
+    config = folder / "orthanc.json"
+    config.write_text(
+        json.dumps(orthanc_configuration(folder, http_port, dicom_port, password) | extra)
+    )
+    log = folder / "orthanc.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: S603 (our own binary and configuration)
+            [str(ORTHANC), str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    return OrthancServer(f"http://127.0.0.1:{http_port}", "jisr-test", password, process, log)
+
+
+@contextmanager
+def _running_with(
+    folder: Path, extra: dict[str, object], dicom_port: int
+) -> Iterator[OrthancServer]:
+    require_orthanc()
+    folder.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for attempt in range(3):
+        server = _start_with(folder / f"run-{attempt}", extra, dicom_port)
+        try:
+            _wait_until_ready(server)
+        except RuntimeError as exc:
+            server.stop()
+            failures.append(str(exc))
+            continue
+        try:
+            yield server
+        finally:
+            server.stop()
+        return
+    pytest.fail("Orthanc did not start:\n" + "\n".join(failures))
+
+
+@pytest.fixture(scope="module")
+def dicom_peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DicomPeers]:
+    """The institution's Orthanc (AET JISRTEST, StableAge 1 s) and a modality that C-STOREs to it."""
+    folder = tmp_path_factory.mktemp("dicom-peers")
+    institution_port = free_port()
+    institution_config = {
+        "StableAge": 1,
+        "DicomCheckCalledAet": False,
+        "DicomAlwaysAllowStore": True,
+    }
+    modality_config = {
+        "Name": "jisr-test-modality",
+        "DicomAet": "MODALITY",
+        "DicomModalities": {MODALITY_NAME: ["JISRTEST", "127.0.0.1", institution_port]},
+    }
+    with (
+        _running_with(folder / "institution", institution_config, institution_port) as institution,
+        _running_with(folder / "modality", modality_config, free_port()) as modality,
+    ):
+        yield DicomPeers(institution, modality)
