@@ -4,8 +4,8 @@ Studies, series and instances come back as `multipart/related;
 type="application/dicom"` (PS3.18 §8.7.3.1), the stored files byte for byte in
 their stored transfer syntax; metadata as `application/dicom+json` (PS3.18
 F.2) without bulk data. As for QIDO-RS, only the shared store answers and only
-for the caller's ready shares; anything else is 404. Frames, rendered and
-bulk data resources are not offered yet.
+for the caller's ready shares; anything else is 404. Rendered frames are in
+`rendered.py`; raw frames and bulk data resources are not offered yet.
 """
 
 from __future__ import annotations
