@@ -133,6 +133,7 @@ class Factory:
                     ),
                     identification=line.get("identification", "pseudonymised"),
                     consent_required=line.get("consent_required", True),
+                    imaging=line.get("imaging"),
                     active=True,
                 )
                 for line in lines

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -111,6 +112,8 @@ class CoverageLine(Base):
     response_hours: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     identification: Mapped[str] = mapped_column(String(20))
     consent_required: Mapped[bool] = mapped_column(Boolean, default=True)
+    imaging: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    """De-identification options for shared images (`schemas.ImagingTerms`); None: the defaults."""
     note: Mapped[str | None] = mapped_column(Text, default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     """A withdrawn line stays for the ledger's history but grants nothing."""

@@ -102,6 +102,38 @@ class ResponseHours(Strict):
         }
 
 
+class SafePrivateTag(Strict):
+    """A private attribute known to hold no identity (PS3.15 E.3.10), e.g. (0019,xx23) GEMS_ACQU_01."""
+
+    creator: str = Field(min_length=1, max_length=64, description="the private creator")
+    group: int = Field(ge=0x0009, le=0xFFFF, description="the odd private group")
+    element: int = Field(
+        ge=0x00, le=0xFF, description="the element offset within the creator's block"
+    )
+
+    @model_validator(mode="after")
+    def _odd_group(self) -> Self:
+        if self.group % 2 == 0:
+            raise ValueError("private groups are odd")
+        return self
+
+
+class ImagingTerms(Strict):
+    """How shared images are de-identified on this line (PS3.15 Annex E options).
+
+    Unset fields take the default of the line's identification: pseudonymised lines keep
+    shifted dates, patient characteristics and cleaned descriptors; anonymised lines apply
+    the Basic Profile alone; identified lines share the originals.
+    """
+
+    retain_dates_shifted: bool | None = None
+    retain_patient_characteristics: bool | None = None
+    retain_device_identity: bool | None = None
+    clean_descriptors: bool | None = None
+    allow_burned_in: bool = False
+    safe_private_tags: list[SafePrivateTag] = Field(default_factory=list, max_length=100)
+
+
 class CoverageLineCreate(Strict):
     service: ServiceKind
     specialties: list[Specialty] = Field(
@@ -117,6 +149,7 @@ class CoverageLineCreate(Strict):
     period: QuotaPeriod = QuotaPeriod.TERM
     response_hours: ResponseHours = Field(default_factory=ResponseHours)
     data_terms: DataTermsIn = Field(default_factory=DataTermsIn)
+    imaging: ImagingTerms = Field(default_factory=ImagingTerms)
     note: str | None = Field(default=None, max_length=2000)
 
 
@@ -131,6 +164,7 @@ class CoverageLineRead(BaseModel):
     period: QuotaPeriod
     response_hours: dict[str, int]
     data_terms: DataTermsIn
+    imaging: ImagingTerms
     note: str | None
     active: bool
     used: int | None = None

@@ -194,6 +194,7 @@ def _line_read(line: CoverageLine, used: int | None = None) -> s.CoverageLineRea
         data_terms=s.DataTermsIn(
             identification=line.identification, consent_required=line.consent_required
         ),
+        imaging=s.ImagingTerms.model_validate(line.imaging or {}),
         note=line.note,
         active=line.active,
         used=used,
@@ -260,6 +261,7 @@ def _new_line(
         response_hours=data.response_hours.as_dict(),
         identification=data.data_terms.identification.value,
         consent_required=data.data_terms.consent_required,
+        imaging=data.imaging.model_dump(exclude_defaults=True) or None,
         note=data.note,
         active=True,
     )
@@ -391,6 +393,7 @@ def _copy_line(line: CoverageLine) -> CoverageLine:
         response_hours=dict(line.response_hours),
         identification=line.identification,
         consent_required=line.consent_required,
+        imaging=dict(line.imaging) if line.imaging else None,
         note=line.note,
         active=True,
     )

@@ -15,7 +15,6 @@ from sqlalchemy import select
 
 from services.imaging import deid
 from services.imaging.locations import originals, shared_copies
-from services.imaging.shares import service as shares_service
 from services.referral import privacy
 from services.referral.referrals.models import Referral
 from shared.audit import AuditEvent
@@ -85,6 +84,8 @@ async def make_sharing(
     *,
     imaging_line: bool = True,
     extra_files: list[bytes] | None = None,
+    identification: str = "pseudonymised",
+    imaging_terms: dict[str, Any] | None = None,
 ) -> Sharing:
     f = factory
     origin = await f.institution()
@@ -96,7 +97,8 @@ async def make_sharing(
             {
                 "service": "imaging_review",
                 "specialties": [SPECIALTY],
-                "identification": "pseudonymised",
+                "identification": identification,
+                "imaging": imaging_terms,
             }
         )
     await f.agreement(origin, provider, valid_from=date(2020, 1, 1), lines=lines)
@@ -318,14 +320,14 @@ async def test_a_leak_the_engine_cannot_clean_is_caught_by_the_gate(
     factory: Factory,
     client: httpx.AsyncClient,
     platform: Platform,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     planted = with_name_in_private_tag()
-    sharing = await make_sharing(factory, client, platform, extra_files=[planted])
-    study = str(pydicom.dcmread(io.BytesIO(planted)).StudyInstanceUID)
     # A line that (wrongly) calls the private tag safe: the engine keeps it as it is.
-    unsafe = deid.Options(safe_private_tags=frozenset({("JISR_TEST", 0x00090010)}))
-    monkeypatch.setattr(shares_service, "options_for", lambda identification: unsafe)
+    unsafe = {"safe_private_tags": [{"creator": "JISR_TEST", "group": 0x0009, "element": 0x10}]}
+    sharing = await make_sharing(
+        factory, client, platform, extra_files=[planted], imaging_terms=unsafe
+    )
+    study = str(pydicom.dcmread(io.BytesIO(planted)).StudyInstanceUID)
 
     response = await sharing.share(study)
 

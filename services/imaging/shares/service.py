@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import io
 from dataclasses import dataclass
+from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -47,7 +48,7 @@ from shared.problems import EntitlementRefused, Forbidden, NotFound, Unprocessab
 from shared.pseudonyms import pseudonym
 from shared.registry import ledger
 from shared.registry import service as registry
-from shared.registry.models import Institution
+from shared.registry.models import CoverageLine, Institution
 
 RESOURCE = "imaging_share"
 SHARING_ROLES = (Role.RADIOLOGIST, Role.REFERRING_PHYSICIAN, Role.COORDINATOR)
@@ -59,17 +60,34 @@ def agreement_key(secret: bytes, agreement_id: int) -> bytes:
     return hmac.new(secret, f"imaging:{agreement_id}".encode(), hashlib.sha256).digest()
 
 
-def options_for(identification: Identification) -> deid.Options:
-    """PS3.15 options from a line's data terms: pseudonymised keeps shifted dates and
-    patient characteristics (E.3.6, E.3.7) and cleaned descriptors (E.3.5); anonymised
-    is the Basic Profile alone. Identified data does not go through this path."""
-    if identification is Identification.PSEUDONYMISED:
-        return deid.Options(
-            retain_dates_shifted=True,
-            retain_patient_characteristics=True,
-            clean_descriptors=True,
-        )
-    return deid.Options()
+def options_for(
+    identification: Identification, terms: dict[str, Any] | None = None
+) -> deid.Options:
+    """PS3.15 options from a line's data terms and its imaging terms.
+
+    By default pseudonymised keeps shifted dates and patient characteristics (E.3.6,
+    E.3.7) and cleaned descriptors (E.3.5), and anonymised is the Basic Profile alone;
+    the line's `imaging` terms (`shared.registry.schemas.ImagingTerms`) override each
+    option. Identified data does not go through this path.
+    """
+    pseudonymised = identification is Identification.PSEUDONYMISED
+    chosen = {
+        "retain_dates_shifted": pseudonymised,
+        "retain_patient_characteristics": pseudonymised,
+        "retain_device_identity": False,
+        "clean_descriptors": pseudonymised,
+    }
+    terms = terms or {}
+    for name in chosen:
+        if terms.get(name) is not None:
+            chosen[name] = bool(terms[name])
+    safe = frozenset(
+        (str(tag["creator"]), int(tag["group"]) << 16 | int(tag["element"]))
+        for tag in terms.get("safe_private_tags") or ()
+    )
+    return deid.Options(
+        **chosen, allow_burned_in=bool(terms.get("allow_burned_in")), safe_private_tags=safe
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,21 +195,8 @@ async def share(
             ),
         )
     identification = decision.data_terms.identification
-    if identification is Identification.IDENTIFIED:
-        rule = "identified_sharing_unsupported"
-        raise Forbidden(
-            "identified imaging shares are not supported yet; the line must pseudonymise"
-            " or anonymise",
-            rule=rule,
-            refusal=audit.Refusal(
-                caller.actor,
-                "imaging.share",
-                rule=rule,
-                resource_type="referral",
-                resource_id=referral.id,
-                counterpart_id=provider,
-            ),
-        )
+    line = await session.get(CoverageLine, decision.line_id) if decision.line_id else None
+    terms = line.imaging if line is not None else None
 
     institution = await session.get(Institution, caller.institution_id)
     if institution is None:  # the caller's own institution: cannot vanish mid-request
@@ -218,13 +223,17 @@ async def share(
         created_by_id=caller.user_id,
     )
     try:
-        outgoing = await asyncio.to_thread(
-            _deidentify_study,
-            files,
-            key=agreement_key(secret, referral.agreement_id),
-            alias=pseudonym(secret, referral.agreement_id, referral.patient_id),
-            options=options_for(identification),
-        )
+        if identification is Identification.IDENTIFIED:
+            # The line lets identified data cross: the originals go, still stored apart.
+            outgoing = files
+        else:
+            outgoing = await asyncio.to_thread(
+                _deidentify_study,
+                files,
+                key=agreement_key(secret, referral.agreement_id),
+                alias=pseudonym(secret, referral.agreement_id, referral.patient_id),
+                options=options_for(identification, terms),
+            )
     except _Blocked as blocked:
         row.status, row.blocked_reason = ShareStatus.BLOCKED.value, blocked.rule
         session.add(row)
