@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
+from services.imaging.dicomweb.frames import router as frames
 from services.imaging.dicomweb.qido import router as qido
 from services.imaging.dicomweb.rendered import router as rendered
 from services.imaging.dicomweb.router import router as dicomweb
@@ -18,7 +19,7 @@ from shared.web import make_app
 
 
 def routers() -> list[APIRouter]:
-    return [dicomweb, qido, wado, rendered, shares, reports, forwarding, viewer]
+    return [dicomweb, qido, wado, frames, rendered, shares, reports, forwarding, viewer]
 
 
 def create_app(platform: Platform | None = None) -> FastAPI:
