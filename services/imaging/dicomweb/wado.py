@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.imaging.dicomweb.qido import DICOM_JSON, entitled_study
 from services.imaging.locations import shared_copies
-from services.imaging.stores import NotFoundInStore
+from services.imaging.stores import NotFoundInStore, Store
 from shared.identity.deps import CurrentUser, PlatformDep, Session
 from shared.platform import Platform
 from shared.problems import JisrError, NotFound
@@ -58,14 +58,25 @@ async def _instance_uids(
     return uids
 
 
-def _multipart(platform: Platform, uids: list[str]) -> StreamingResponse:
-    """One part per instance, read from the shared store as the response is written."""
+def _multipart(platform: Platform, uids: list[str] | None, study: str = "") -> StreamingResponse:
+    """One part per instance, read from the shared store as the response is written.
+
+    `uids` None means the whole study, read with the store's own study walk (one
+    look-up for the study rather than one per instance).
+    """
     boundary = secrets.token_hex(16)
+
+    async def files(store: Store) -> AsyncIterator[bytes]:
+        if uids is None:
+            async for data in store.study_files(study):
+                yield data
+        else:
+            for uid in uids:
+                yield await store.get(uid)
 
     async def parts() -> AsyncIterator[bytes]:
         async with shared_copies(platform) as store:
-            for uid in uids:
-                data = await store.get(uid)
+            async for data in files(store):
                 yield f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
                 yield data
                 yield b"\r\n"
@@ -82,7 +93,8 @@ async def retrieve_study(
     """WADO-RS Retrieve Study (PS3.18 §10.4.1): every instance of a shared study."""
     _check_accept(request)
     await entitled_study(session, caller, study)
-    return _multipart(platform, await _instance_uids(platform, study))
+    await _instance_uids(platform, study)  # 404 before the answer starts
+    return _multipart(platform, None, study)
 
 
 @router.get("/studies/{study}/series/{series}")

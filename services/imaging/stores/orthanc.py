@@ -20,6 +20,7 @@ to `StoreUnavailable`, 401/403 (our credentials) and 502-504 likewise, 404 to
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
@@ -45,6 +46,10 @@ __all__ = ["OrthancStore"]
 
 DICOM_JSON = "application/dicom+json"
 _UNAVAILABLE = frozenset({401, 403, 502, 503, 504})
+
+
+PREFETCH = 8
+"""Files of a study read at once by `study_files`."""
 
 
 class OrthancStore:
@@ -247,11 +252,26 @@ class OrthancStore:
                     instance_number=_integer(_tags(item).get("InstanceNumber")),
                 )
                 ordered.append((query.instance_order(ref), _field(item, "ID")))
-        for _, instance_id in sorted(ordered):
+        # Several files in flight at once, yielded in order: each response pays a fixed
+        # round-trip stall on Orthanc's HTTP server, so requests one after another add up.
+        pending: deque[asyncio.Task[bytes]] = deque()
+        try:
+            for _, instance_id in sorted(ordered):
+                pending.append(asyncio.create_task(self._file(instance_id)))
+                if len(pending) >= PREFETCH:
+                    yield await pending.popleft()
+            while pending:
+                yield await pending.popleft()
+        finally:
+            for task in pending:
+                task.cancel()
+
+    async def _file(self, instance_id: str) -> bytes:
+        async with self._concurrency:
             response = await self._send(
                 "read a file", self._client.get_instances_id_file(instance_id)
             )
-            yield response.content
+        return response.content
 
     async def metadata(self, study_uid: str) -> list[dict[str, Any]]:
         """WADO-RS `GET {root}/studies/{uid}/metadata`, with bulk data left out."""
