@@ -16,12 +16,13 @@ from fastapi import FastAPI
 from markupsafe import escape
 from sqlalchemy import select
 
-from services.referral.pages import auth, forms
+from services.referral.pages import forms
 from services.referral.pages import referral as referral_page
 from services.referral.pages.chart import Bar, bars_svg, nice_ceiling
 from services.referral.referrals.models import Referral
 from services.referral.routing import WEIGHTS
 from services.referral.workflow import Status
+from shared import web_session as auth
 from shared.db import utcnow
 from shared.entitlements.model import Identification
 from shared.i18n import LANGUAGES, translate

@@ -34,7 +34,7 @@ from services.imaging.shares.models import ImagingShare, ShareStatus
 from services.imaging.stores import NotFoundInStore
 from services.imaging.viewer import render
 from services.imaging.viewer.render import Labels
-from shared import audit
+from shared import audit, web_session
 from shared.identity.deps import Caller, get_platform
 from shared.identity.models import Role
 from shared.problems import JisrError, NotFound
@@ -68,9 +68,9 @@ class ViewerRoute(APIRoute):
         async def guarded(request: Request) -> Response:
             try:
                 return await handler(request)
-            except render.SignInRequired as exc:
-                return render.login_redirect(request, exc.next_path, clear=exc.clear)
-            except render.CsrfRefused:
+            except web_session.SignInRequired as exc:
+                return web_session.login_redirect(request, exc.next_path, clear=exc.clear)
+            except web_session.CsrfRefused:
                 return _error(request, 403, "viewer.error.csrf")
             except RequestValidationError:
                 return _error(request, 404, "viewer.error.not_found")
@@ -89,7 +89,7 @@ router = APIRouter(route_class=ViewerRoute, include_in_schema=False)
 
 def _labels(request: Request) -> Labels:
     caller: Caller | None = getattr(request.state, "viewer_caller", None)
-    return Labels(caller.lang if caller else render.page_lang(request))
+    return Labels(caller.lang if caller else web_session.page_lang(request))
 
 
 def _error(request: Request, status_code: int, key: str) -> Response:
@@ -105,7 +105,7 @@ def _error(request: Request, status_code: int, key: str) -> Response:
 
 
 async def _caller(request: Request) -> Caller:
-    caller = await render.caller_from_cookie(request, get_platform(request))
+    caller = await web_session.caller_from_cookie(request, get_platform(request))
     request.state.viewer_caller = caller
     return caller
 
@@ -279,8 +279,8 @@ async def viewer_report(share_id: str, request: Request) -> Response:
     try:
         form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
     except (MultiPartException, ValueError, AssertionError) as exc:
-        raise render.CsrfRefused from exc
-    render.check_csrf(request, form)
+        raise web_session.CsrfRefused from exc
+    web_session.check_csrf(request, form)
     findings = str(form.get("findings") or "")
     impression = str(form.get("impression") or "")
     labels = Labels(caller.lang)
@@ -315,4 +315,4 @@ async def viewer_report(share_id: str, request: Request) -> Response:
             impression=impression,
         )
     target = f"/viewer/shares/{share.id}?saved=1"
-    return render.finish(request, RedirectResponse(target, status_code=303))
+    return web_session.finish(request, RedirectResponse(target, status_code=303))

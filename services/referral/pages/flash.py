@@ -14,8 +14,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from services.referral.pages import auth
 from services.referral.pages.render import Labels
+from shared import web_session as auth
 
 COOKIE = "jisr_flash"
 MAX_AGE_S = 120

@@ -14,8 +14,8 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.referral.pages import auth
 from shared import messages
+from shared import web_session as auth
 from shared.entitlements import vocab
 from shared.i18n import LANGUAGES, RTL_LANGUAGES, translate
 from shared.identity.deps import Caller

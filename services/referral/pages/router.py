@@ -24,7 +24,7 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import FormData
 from starlette.formparsers import MultiPartException
 
-from services.referral.pages import activity, auth, flash, forms
+from services.referral.pages import activity, flash, forms
 from services.referral.pages import referral as referral_page
 from services.referral.pages.render import (
     STYLESHEET,
@@ -38,6 +38,7 @@ from services.referral.referrals import idempotency, service, views
 from services.referral.referrals import repository as repo
 from services.referral.workflow import Action, Status
 from shared import audit
+from shared import web_session as auth
 from shared.db import utcnow
 from shared.entitlements import vocab
 from shared.entitlements.model import ServiceKind, Urgency
