@@ -16,7 +16,8 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -42,14 +43,21 @@ def reachable(host: str, port: int) -> bool:
         return False
 
 
-def need(service: str, host: str, port: int) -> None:
-    """Skip (or, in CI, fail) when a real service this test needs is not there."""
-    if reachable(host, port):
-        return
-    message = f"{service} is not reachable on {host}:{port}"
+def missing_part(reason: str) -> NoReturn:
+    """A real part this test needs is not here: skip with the reason, or fail in CI.
+
+    The one place tests skip: `.ci/run` sets JISR_REQUIRE_SERVICES=1, so there a
+    missing PostgreSQL, Redis, Orthanc or Chromium is a failure, never a skip.
+    """
     if REQUIRE_SERVICES:
-        pytest.fail(message + " (JISR_REQUIRE_SERVICES=1)")
-    pytest.skip(message)
+        pytest.fail(reason + " (JISR_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+def need(service: str, host: str, port: int) -> None:
+    """Skip (or, in CI, fail) when a real service this test needs is not reachable."""
+    if not reachable(host, port):
+        missing_part(f"{service} is not reachable on {host}:{port}")
 
 
 def _pg_url(database: str) -> str:
@@ -84,7 +92,8 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
-    need("PostgreSQL", "127.0.0.1", 5432)
+    dsn = urlsplit(PG_DSN)
+    need("PostgreSQL", dsn.hostname or "127.0.0.1", dsn.port or 5432)
     name = f"jisr_tmpl_{uuid.uuid4().hex[:8]}"
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
     migrations.upgrade(_pg_url(name))

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import REQUIRE_SERVICES
+from tests.conftest import missing_part
 
 CHROMIUM = Path(os.environ.get("JISR_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -34,12 +34,6 @@ CHROMIUM_ARGS = [
 ]
 DEMO_PASSWORD = "jisr-demo"
 START_DEADLINE_S = 90
-
-
-def _missing(reason: str) -> None:
-    if REQUIRE_SERVICES:
-        pytest.fail(reason + " (JISR_REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
 
 
 def _free_port() -> int:
@@ -110,11 +104,11 @@ def _wait_until_up(process: subprocess.Popen[bytes], base: str, log: Path) -> No
 def chromium() -> Iterator[Any]:
     """Debian's Chromium, headless, for the tests of one module."""
     if not CHROMIUM.exists():
-        _missing(f"Chromium is not installed at {CHROMIUM}")
+        missing_part(f"Chromium is not installed at {CHROMIUM}")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _missing("the playwright package is not installed")
+        missing_part("the playwright package is not installed")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from services.imaging.stores import FileStore, OrthancStore, Store
-from tests.conftest import REQUIRE_SERVICES
+from tests.conftest import missing_part
 
 ORTHANC = Path(os.environ.get("JISR_ORTHANC", "/usr/sbin/Orthanc"))
 DICOMWEB_PLUGIN = Path(
@@ -68,10 +68,9 @@ def require_orthanc() -> None:
     missing = [str(path) for path in (ORTHANC, DICOMWEB_PLUGIN) if not path.exists()]
     if not missing:
         return
-    message = f"Orthanc is not installed ({', '.join(missing)} missing): apt install orthanc orthanc-dicomweb"
-    if REQUIRE_SERVICES:
-        pytest.fail(message + " (JISR_REQUIRE_SERVICES=1)")
-    pytest.skip(message)
+    missing_part(
+        f"Orthanc is not installed ({', '.join(missing)} missing): apt install orthanc orthanc-dicomweb"
+    )
 
 
 def orthanc_configuration(
@@ -108,13 +107,19 @@ def orthanc_configuration(
 
 
 @contextmanager
-def running_orthanc(folder: Path) -> Iterator[OrthancServer]:
-    """Start Orthanc in `folder`, wait until `GET /system` answers, stop it afterwards."""
+def running_orthanc(
+    folder: Path, extra: dict[str, object] | None = None, dicom_port: int | None = None
+) -> Iterator[OrthancServer]:
+    """Start Orthanc in `folder`, wait until `GET /system` answers, stop it afterwards.
+
+    `extra` is merged into the configuration; `dicom_port` fixes the DICOM port
+    (peers that C-STORE to each other must know it in advance).
+    """
     require_orthanc()
     folder.mkdir(parents=True, exist_ok=True)
     failures = []
     for attempt in range(3):  # a free port can be taken between our check and Orthanc's bind
-        server = _start(folder / f"run-{attempt}")
+        server = _start(folder / f"run-{attempt}", extra or {}, dicom_port)
         try:
             _wait_until_ready(server)
         except RuntimeError as exc:
@@ -129,14 +134,17 @@ def running_orthanc(folder: Path) -> Iterator[OrthancServer]:
     pytest.fail("Orthanc did not start:\n" + "\n".join(failures))
 
 
-def _start(folder: Path) -> OrthancServer:
+def _start(folder: Path, extra: dict[str, object], dicom_port: int | None) -> OrthancServer:
     folder.mkdir()
-    http_port, dicom_port = free_port(), free_port()
-    while dicom_port == http_port:
-        dicom_port = free_port()
+    dicom_port = dicom_port or free_port()
+    http_port = free_port()
+    while http_port == dicom_port:
+        http_port = free_port()
     password = secrets.token_urlsafe(16)
     config = folder / "orthanc.json"
-    config.write_text(json.dumps(orthanc_configuration(folder, http_port, dicom_port, password)))
+    config.write_text(
+        json.dumps(orthanc_configuration(folder, http_port, dicom_port, password) | extra)
+    )
     log = folder / "orthanc.log"
     with log.open("wb") as out:
         process = subprocess.Popen(  # noqa: S603 (our own binary and configuration)
@@ -216,50 +224,6 @@ class DicomPeers:
     modality: OrthancServer
 
 
-def _start_with(folder: Path, extra: dict[str, object], dicom_port: int) -> OrthancServer:
-    folder.mkdir()
-    http_port = free_port()
-    while http_port == dicom_port:
-        http_port = free_port()
-    password = secrets.token_urlsafe(16)
-    config = folder / "orthanc.json"
-    config.write_text(
-        json.dumps(orthanc_configuration(folder, http_port, dicom_port, password) | extra)
-    )
-    log = folder / "orthanc.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(  # noqa: S603 (our own binary and configuration)
-            [str(ORTHANC), str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    return OrthancServer(f"http://127.0.0.1:{http_port}", "jisr-test", password, process, log)
-
-
-@contextmanager
-def _running_with(
-    folder: Path, extra: dict[str, object], dicom_port: int
-) -> Iterator[OrthancServer]:
-    require_orthanc()
-    folder.mkdir(parents=True, exist_ok=True)
-    failures = []
-    for attempt in range(3):
-        server = _start_with(folder / f"run-{attempt}", extra, dicom_port)
-        try:
-            _wait_until_ready(server)
-        except RuntimeError as exc:
-            server.stop()
-            failures.append(str(exc))
-            continue
-        try:
-            yield server
-        finally:
-            server.stop()
-        return
-    pytest.fail("Orthanc did not start:\n" + "\n".join(failures))
-
-
 @pytest.fixture(scope="module")
 def dicom_peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DicomPeers]:
     """The institution's Orthanc (AET JISRTEST, StableAge 1 s) and a modality that C-STOREs to it."""
@@ -276,7 +240,9 @@ def dicom_peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DicomPeers
         "DicomModalities": {MODALITY_NAME: ["JISRTEST", "127.0.0.1", institution_port]},
     }
     with (
-        _running_with(folder / "institution", institution_config, institution_port) as institution,
-        _running_with(folder / "modality", modality_config, free_port()) as modality,
+        running_orthanc(
+            folder / "institution", institution_config, institution_port
+        ) as institution,
+        running_orthanc(folder / "modality", modality_config, free_port()) as modality,
     ):
         yield DicomPeers(institution, modality)
