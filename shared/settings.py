@@ -78,6 +78,23 @@ class Settings(BaseSettings):
     stow_max_bytes: int = Field(default=2 * 1024**3, ge=1024)
     """Largest STOW-RS request body accepted."""
 
+    # Teleconsultation.
+    signalling_url: str = "memory://"
+    """Where rooms fan out: "memory://" (one process) or a Redis URL shared by every replica."""
+    turn_urls: list[str] = Field(default_factory=list)
+    """TURN servers handed to peers, e.g. ["turn:turn.example.org:3478?transport=udp"]."""
+    stun_urls: list[str] = Field(default_factory=list)
+    """STUN servers handed to peers; empty means none (never a public default)."""
+    turn_secret: str = "development-turn-secret"  # noqa: S105 - refused in production
+    """coturn's `static-auth-secret` (REST-API credentials, `use-auth-secret`)."""
+    join_token_ttl_s: int = Field(default=120, ge=10, le=3600)
+    """How long a join token opens the room; the signalling socket checks it once, at connect."""
+    teleconsult_max_participants: int = Field(default=6, ge=2, le=50)
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Browser origins allowed to open signalling sockets; empty: the app's own origin only."""
+    signalling_max_message_bytes: int = Field(default=64 * 1024, ge=1024)
+    signalling_max_messages_per_s: float = Field(default=50.0, gt=0)
+
     # The organisation running the platform: its admins and auditors act platform-wide.
     operator_code: str = "JISR"
     operator_name: str = "Jisr platform operator"
@@ -103,6 +120,10 @@ class Settings(BaseSettings):
             if self.pseudonym_secret == "development-pseudonym-secret":  # noqa: S105
                 raise ValueError(
                     "set JISR_PSEUDONYM_SECRET: the development default is refused in production"
+                )
+            if self.turn_secret == "development-turn-secret":  # noqa: S105
+                raise ValueError(
+                    "set JISR_TURN_SECRET: the development default is refused in production"
                 )
         return self
 
