@@ -7,6 +7,7 @@ import services.imaging.reports.models
 import services.imaging.shares.models
 import services.referral.missions.models
 import services.referral.referrals.models
+import services.teleconsult.sessions.models
 import shared.audit
 import shared.identity.models
 import shared.notifications.models

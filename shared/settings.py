@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     """Browser origins allowed to open signalling sockets; empty: the app's own origin only."""
     signalling_max_message_bytes: int = Field(default=64 * 1024, ge=1024)
     signalling_max_messages_per_s: float = Field(default=50.0, gt=0)
+    teleconsult_join_early_s: int = Field(default=600, ge=0, le=24 * 3600)
+    """How long before its slot a teleconsult may be joined."""
+    teleconsult_overrun_s: int = Field(default=1800, ge=0, le=24 * 3600)
+    """How long after its scheduled end a teleconsult may still be joined; TURN credentials last as long."""
 
     # The organisation running the platform: its admins and auditors act platform-wide.
     operator_code: str = "JISR"

@@ -1,16 +1,17 @@
-"""The teleconsult service's app: it verifies tokens through `shared` and keeps no state of its own yet."""
+"""The teleconsult service's app: sessions over REST; it verifies tokens through `shared`."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
+from services.teleconsult.sessions.router import router as sessions_router
 from shared import health
 from shared.platform import Platform
 from shared.web import make_app
 
 
 def routers() -> list[APIRouter]:
-    return []
+    return [sessions_router]
 
 
 def create_app(platform: Platform | None = None) -> FastAPI:

@@ -6,6 +6,12 @@ is a JWT signed by the platform's keyring with its own audience, so an access
 token is never a join token, and it names the session, so a pass to one room
 does not open another. It carries what the room shows of the peer (name,
 institution) so signalling needs no database on the hot path.
+
+A patient has no account: with the join token it gets a *session pass*, the
+same grant under another audience (`purpose="pass"`), valid until the join
+window closes, which it sends as its bearer token to join again after a drop,
+post quality samples and answer the recording consent. A pass is never a join
+token and a join token is never a pass.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from shared.problems import InvalidToken
 from shared.settings import Settings
 
 AUDIENCE_SUFFIX = ":teleconsult-join"
+PASS_SUFFIX = ":teleconsult-pass"  # noqa: S105 - an audience suffix, not a secret
 
 
 class RoomRole(StrEnum):
@@ -42,17 +49,19 @@ class JoinGrant:
     expires_at: int = 0
 
 
-def _audience(settings: Settings) -> str:
-    return settings.jwt_audience + AUDIENCE_SUFFIX
+def _audience(settings: Settings, purpose: str = "join") -> str:
+    return settings.jwt_audience + (PASS_SUFFIX if purpose == "pass" else AUDIENCE_SUFFIX)
 
 
-def issue(keyring: Keyring, settings: Settings, grant: JoinGrant, *, ttl_s: int) -> tuple[str, int]:
+def issue(
+    keyring: Keyring, settings: Settings, grant: JoinGrant, *, ttl_s: int, purpose: str = "join"
+) -> tuple[str, int]:
     """Sign `grant` for `ttl_s` seconds; returns the token and its lifetime."""
     return keyring.issue(
         subject=grant.peer,
         username=grant.name,
         issuer=settings.jwt_issuer,
-        audience=_audience(settings),
+        audience=_audience(settings, purpose),
         ttl_s=ttl_s,
         extra={
             "sid": grant.session_id,
@@ -64,9 +73,12 @@ def issue(keyring: Keyring, settings: Settings, grant: JoinGrant, *, ttl_s: int)
     )
 
 
-def verify(keyring: Keyring, settings: Settings, token: str, *, session_id: int) -> JoinGrant:
+def verify(
+    keyring: Keyring, settings: Settings, token: str, *, session_id: int, purpose: str = "join"
+) -> JoinGrant:
     """The grant in `token`, or `InvalidToken` if it is forged, expired or for another room."""
-    claims = keyring.verify(token, issuer=settings.jwt_issuer, audience=_audience(settings)).raw
+    audience = _audience(settings, purpose)
+    claims = keyring.verify(token, issuer=settings.jwt_issuer, audience=audience).raw
     if claims.get("sid") != session_id:
         raise InvalidToken("the join token is for another teleconsultation")
     try:

@@ -1,4 +1,4 @@
-"""Work of referrals off the request: re-offering overdue referrals, recording imaging reports."""
+"""Work of referrals off the request: re-offers, imaging reports, teleconsult outcomes."""
 
 from __future__ import annotations
 
@@ -94,5 +94,80 @@ def record_imaging_report_task(referral_id: int, share_id: int, report: dict[str
     return run_async(
         lambda platform: record_imaging_report(
             platform, referral_id=referral_id, share_id=share_id, report=report
+        )
+    )
+
+
+TELECONSULT_EVENT = "teleconsult"
+
+
+async def record_teleconsult(
+    platform: Platform, *, referral_id: int, teleconsult_id: int, summary: dict[str, Any]
+) -> bool:
+    """Put an ended teleconsult's outcome and duration on the referral's timeline, once.
+
+    The teleconsult service sends the session's summary (`outcome`, `note`, `started_at`,
+    `ended_at`, `duration_s`, `actor_id`, `actor_name`, `institution_id`); the referral row
+    is locked so that two deliveries of the same session add one event, and the referrer
+    is told. Answers whether this run added it.
+    """
+    async with platform.database.transaction() as session:
+        referral = await session.get(Referral, referral_id, with_for_update=True)
+        if referral is None:
+            return False
+        for event in await repo.events(session, referral.id):
+            if (
+                event.kind == TELECONSULT_EVENT
+                and event.data.get("teleconsult_id") == teleconsult_id
+            ):
+                return False
+        duration_s = summary.get("duration_s")
+        session.add(
+            ReferralEvent(
+                referral_id=referral.id,
+                at=datetime.fromisoformat(str(summary["ended_at"])),
+                kind=TELECONSULT_EVENT,
+                actor_id=summary.get("actor_id"),
+                actor_name=summary.get("actor_name"),
+                institution_id=summary.get("institution_id"),
+                data={
+                    "teleconsult_id": teleconsult_id,
+                    "outcome": str(summary["outcome"]),
+                    "started_at": summary.get("started_at"),
+                    "ended_at": summary["ended_at"],
+                    "duration_s": duration_s,
+                    "note": summary.get("note", ""),
+                },
+            )
+        )
+        await session.flush()
+        author = await session.get(User, referral.created_by_id)
+        if author is not None:
+            await notifications.notify(
+                session,
+                [author],
+                TELECONSULT_EVENT,
+                resource_type=service.RESOURCE,
+                resource_id=referral.id,
+                params={
+                    "referral": referral.id,
+                    "author": summary.get("actor_name") or "",
+                    "outcome": {"id": f"teleconsult.outcome.{summary['outcome']}"},
+                    "duration": {
+                        "id": "teleconsult.minutes",
+                        "minutes": round(int(duration_s or 0) / 60),
+                    },
+                    "note": summary.get("note", ""),
+                },
+            )
+    return True
+
+
+@celery_app.task(name="referrals.record_teleconsult_task")
+def record_teleconsult_task(referral_id: int, teleconsult_id: int, summary: dict[str, Any]) -> bool:
+    """Deliver a teleconsult's outcome into the referral's timeline (sent by the teleconsult service)."""
+    return run_async(
+        lambda platform: record_teleconsult(
+            platform, referral_id=referral_id, teleconsult_id=teleconsult_id, summary=summary
         )
     )
