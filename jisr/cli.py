@@ -1,4 +1,4 @@
-"""The `jisr` command: `run`, `migrate`, `seed`, `worker`, `imaging upload`."""
+"""The `jisr` command: `run`, `migrate`, `seed`, `worker`, `imaging upload`, `teleconsult-recorder`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from jisr import imaging_upload
+from services.teleconsult import recorder as teleconsult_recorder
 from shared import logs, migrations
 from shared.platform import Platform
 from shared.settings import Settings, get_settings
@@ -104,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     seed_p.add_argument("--demo", action="store_true")
     imaging_upload.add_parser(sub)
+    teleconsult_recorder.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "imaging":
         return imaging_upload.main(args)
@@ -117,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "migrate":
         migrations.upgrade(settings.resolved_database_url)
         print("database is at the latest revision")
+    elif args.command == "teleconsult-recorder":
+        return teleconsult_recorder.main(args, settings)
     elif args.command == "seed":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         asyncio.run(_seed(Platform.from_settings(settings), demo=args.demo))

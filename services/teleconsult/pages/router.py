@@ -1,0 +1,171 @@
+"""`/teleconsults/{id}`: the browser client's page, and the two routes its script calls.
+
+The page is for the users of the session's two institutions (anyone else gets
+the same 404 page as a missing session). Its script joins through
+`POST /teleconsults/{id}/join` and posts its `getStats` summaries to
+`POST /teleconsults/{id}/stats`: the same service functions as
+`/api/teleconsults/{id}/join` and `/stats`, authenticated by the page's cookie
+session and its CSRF token in the `X-CSRF-Token` header, so that no access
+token ever reaches JavaScript. Their errors are problem+json, audited like the
+API's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
+
+from services.teleconsult.pages import render
+from services.teleconsult.pages.render import Labels
+from services.teleconsult.sessions import joining, quality, views
+from services.teleconsult.sessions import repository as repo
+from services.teleconsult.sessions import service as sessions
+from services.teleconsult.sessions.access import Attendee
+from services.teleconsult.sessions.schemas import StatsSample
+from shared import audit, web_session
+from shared.identity.deps import Caller, get_platform
+from shared.problems import Forbidden, JisrError, NotFound, Unauthorized, Unprocessable
+
+CSRF_HEADER = "x-csrf-token"
+MAX_STATS_BYTES = 4096
+
+
+class PageRoute(APIRoute):
+    """What the page handler raises, as pages: sign-in redirect, 404, other refusals."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except web_session.SignInRequired as exc:
+                return web_session.login_redirect(request, exc.next_path, clear=exc.clear)
+            except RequestValidationError:
+                return _error(request, 404, "tc.not_found")
+            except JisrError as exc:
+                if exc.refusal is not None:
+                    await audit.write_refusal(get_platform(request).database, exc.refusal)
+                if isinstance(exc, NotFound):
+                    return _error(request, 404, "tc.not_found")
+                return _error(request, exc.status, "tc.refused_page")
+
+        return guarded
+
+
+router = APIRouter(include_in_schema=False)
+pages = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+
+def _error(request: Request, status_code: int, key: str) -> Response:
+    caller: Caller | None = getattr(request.state, "tc_caller", None)
+    labels = Labels(caller.lang if caller else web_session.page_lang(request))
+    return render.page(
+        request, "error.html", labels, caller=caller, status_code=status_code, title=labels.t(key)
+    )
+
+
+def _session_id(value: str) -> int:
+    if not value.isdigit() or len(value) > 12:
+        raise NotFound("no such teleconsultation")
+    return int(value)
+
+
+@router.get(render.STATIC_URL + "/{name}")
+async def client_file(name: str) -> Response:
+    """The browser client's scripts and stylesheet."""
+    found = render.static_file(name)
+    if found is None:
+        raise NotFound("no such file")
+    body, media_type = found
+    return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+
+@pages.get("/teleconsults/{session_id}")
+async def teleconsult_page(session_id: str, request: Request) -> Response:
+    """The call: lobby, waiting room, remote video, chat, controls."""
+    platform = get_platform(request)
+    caller = await web_session.caller_from_cookie(request, platform)
+    request.state.tc_caller = caller
+    number = _session_id(session_id)
+    async with platform.database.transaction() as session:
+        row = await sessions.get(session, caller, session_id=number)
+        zones = await repo.institution_zones(session, [caller.institution_id])
+        people = await repo.participants(session, row.id)
+    labels = Labels(caller.lang)
+    local = views.slot(row, zones.get(caller.institution_id, "UTC"))
+    slot = labels.t(
+        "tc.slot",
+        start=local.starts_at.strftime("%Y-%m-%d %H:%M"),
+        end=local.ends_at.strftime("%H:%M"),
+        tz=local.timezone,
+    )
+    return render.page(
+        request,
+        "teleconsult.html",
+        labels,
+        caller=caller,
+        session_id=row.id,
+        slot=slot,
+        others=[p.display_name for p in people if p.user_id != caller.user_id],
+        low_bandwidth=row.low_bandwidth,
+        join_url=f"/teleconsults/{row.id}/join",
+        stats_url=f"/teleconsults/{row.id}/stats",
+        strings=labels.script_strings(),
+    )
+
+
+async def _script_caller(request: Request) -> Caller:
+    """The cookie session's caller for a script's call, with its CSRF header checked."""
+    try:
+        caller = await web_session.caller_from_cookie(request, get_platform(request))
+    except web_session.SignInRequired as exc:
+        raise Unauthorized("sign in again: the page's session has expired") from exc
+    try:
+        web_session.check_csrf(
+            request, {web_session.CSRF_FIELD: request.headers.get(CSRF_HEADER, "")}
+        )
+    except web_session.CsrfRefused as exc:
+        raise Forbidden("the page's CSRF token is missing or wrong", rule="csrf") from exc
+    return caller
+
+
+@router.post("/teleconsults/{session_id}/join")
+async def page_join(session_id: str, request: Request) -> JSONResponse:
+    """Join from the page: the join token, ICE servers and socket path (as the API's join)."""
+    caller = await _script_caller(request)
+    platform = get_platform(request)
+    async with platform.database.transaction() as session:
+        ticket = await joining.join(
+            session, Attendee(caller=caller), platform=platform, session_id=_session_id(session_id)
+        )
+    return JSONResponse(asdict(ticket), headers={"Cache-Control": "no-store"})
+
+
+@router.post("/teleconsults/{session_id}/stats")
+async def page_stats(session_id: str, request: Request) -> Response:
+    """One `getStats` summary from the page (as the API's stats route)."""
+    caller = await _script_caller(request)
+    raw = await request.body()
+    if len(raw) > MAX_STATS_BYTES:
+        raise Unprocessable("a quality sample is a small JSON object")
+    try:
+        body = StatsSample.model_validate_json(raw)
+    except ValidationError as exc:
+        raise Unprocessable("not a quality sample") from exc
+    platform = get_platform(request)
+    async with platform.database.transaction() as session:
+        await quality.post_sample(
+            session, Attendee(caller=caller), session_id=_session_id(session_id), body=body
+        )
+    return Response(status_code=204)
+
+
+router.include_router(pages)

@@ -1,0 +1,240 @@
+"""The consented recorder: a server-side aiortc peer that records a session, in its own process.
+
+`jisr teleconsult-recorder --session N` asks the sessions service for a
+recorder ticket (`recorder_grant`: refused unless every participant who joined
+consented), joins the room over the real signalling socket as
+`RoomRole.RECORDER` with the platform's ICE servers from that ticket (never
+aiortc's public default), records each participant with `MediaRecorder`
+(`recording.capture`), and hands every file to `store_recording`, which keeps
+it with the session under the same access rules (and refuses it if a consent
+was withdrawn meanwhile).
+
+Why a process of its own: aiortc decodes and re-encodes every stream inside
+its event loop (about 15% of a core per stream on our machines), so a recorder
+in the signalling process would delay every room's messages. The Celery task
+`teleconsult.record_session_task` (queue `teleconsult-recorder`) only spawns
+the process and returns, so the embedded worker, which runs inside the web
+process, never hosts the media either; a pid file per session makes a second
+spawn a no-op while the first recorder lives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from services.teleconsult.recording.capture import RoomCapture
+from services.teleconsult.recording.room import RoomError, pin_host_addresses
+from services.teleconsult.sessions.joining import recorder_grant
+from services.teleconsult.sessions.recording import store_recording
+from shared import audit
+from shared.db import utcnow
+from shared.platform import Platform
+from shared.problems import JisrError
+from shared.settings import Settings
+
+log = logging.getLogger("jisr.teleconsult.recorder")
+
+MEDIA_TYPE = "video/x-matroska"
+EXIT_REFUSED = 3
+"""The sessions service refused the recorder (no consent, session not in progress) or the room did."""
+EXIT_NOTHING = 4
+"""The recorder joined but no media reached it."""
+
+
+@dataclass
+class Outcome:
+    stored: list[int] = field(default_factory=list)
+    """Ids of the `Recording` rows kept."""
+    refused: str | None = None
+    files: list[Path] = field(default_factory=list)
+
+
+def signalling_base(settings: Settings) -> str:
+    """Where the recorder reaches the signalling socket by default: this machine's service."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+    return f"ws://{host}:{settings.port}"
+
+
+async def record(
+    platform: Platform,
+    session_id: int,
+    *,
+    signalling: str,
+    origin: str | None = None,
+    max_duration_s: float | None = None,
+    stop: asyncio.Event | None = None,
+    joined: asyncio.Event | None = None,
+) -> Outcome:
+    """Record session `session_id` until it ends (or `stop` is set); store what was recorded."""
+    try:
+        async with platform.database.transaction() as session:
+            ticket = await recorder_grant(session, platform, session_id=session_id)
+    except JisrError as exc:
+        if exc.refusal is not None:
+            await audit.write_refusal(platform.database, exc.refusal)
+        log.warning("recorder refused for session %s: %s", session_id, exc.detail)
+        return Outcome(refused=exc.detail or exc.slug)
+    url = f"{signalling.rstrip('/')}{ticket.ws_url}?token={ticket.token}"
+    work = Path(tempfile.mkdtemp(prefix=f"jisr-recorder-{session_id}-"))
+    capture = RoomCapture(url, work, ice_servers=ticket.ice_servers, origin=origin)
+    started_at = utcnow()
+    try:
+        try:
+            await capture.open()
+        except RoomError as exc:
+            log.warning("the room refused the recorder: %s", exc)
+            return Outcome(refused=str(exc))
+        if joined is not None:
+            joined.set()
+        files = await _run(capture, max_duration_s=max_duration_s, stop=stop)
+        return Outcome(
+            stored=await _store(platform, session_id, files, started_at, utcnow()), files=files
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def _run(
+    capture: RoomCapture, *, max_duration_s: float | None, stop: asyncio.Event | None
+) -> list[Path]:
+    if stop is None:
+        return await capture.run(max_duration_s=max_duration_s)
+    running = asyncio.ensure_future(capture.run(max_duration_s=max_duration_s))
+    stopping = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if running in done:
+        stopping.cancel()
+        return running.result()
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    return await capture.stop()
+
+
+async def _store(
+    platform: Platform, session_id: int, files: list[Path], started: datetime, ended: datetime
+) -> list[int]:
+    kept: list[int] = []
+    for path in files:
+        try:
+            async with platform.database.transaction() as session:
+                row = await store_recording(
+                    session,
+                    settings=platform.settings,
+                    session_id=session_id,
+                    source=path,
+                    media_type=MEDIA_TYPE,
+                    started_at=started,
+                    ended_at=ended,
+                )
+                kept.append(row.id)
+        except JisrError as exc:
+            log.warning("recording %s of session %s not kept: %s", path.name, session_id, exc)
+    return kept
+
+
+# The process ------------------------------------------------------------------------------
+
+
+def add_parser(sub: Any) -> None:
+    """`jisr teleconsult-recorder`: the recorder process of one session."""
+    parser = sub.add_parser(
+        "teleconsult-recorder", help="record a consented teleconsult (its own process)"
+    )
+    parser.add_argument("--session", type=int, required=True)
+    parser.add_argument(
+        "--signalling", help="base URL of the signalling socket (default: this machine's service)"
+    )
+    parser.add_argument("--origin", help="Origin header to send (when origins are restricted)")
+    parser.add_argument(
+        "--host-address",
+        action="append",
+        default=[],
+        help="gather ICE host candidates on this address only (repeatable)",
+    )
+    parser.add_argument("--max-duration", type=float, default=None, help="seconds")
+
+
+def main(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the recorder; exit 0 when something was stored, 3 when refused, 4 when nothing was."""
+    if args.host_address:
+        pin_host_addresses(args.host_address)
+    platform = Platform.from_settings(settings)
+
+    async def body() -> Outcome:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            return await record(
+                platform,
+                args.session,
+                signalling=args.signalling or signalling_base(settings),
+                origin=args.origin,
+                max_duration_s=args.max_duration,
+                stop=stop,
+            )
+        finally:
+            await platform.database.dispose()
+
+    outcome = asyncio.run(body())
+    if outcome.refused is not None:
+        print(f"recorder refused: {outcome.refused}", file=sys.stderr, flush=True)
+        return EXIT_REFUSED
+    print(f"stored recordings: {outcome.stored}", flush=True)
+    return 0 if outcome.stored else EXIT_NOTHING
+
+
+def pid_file(settings: Settings, session_id: int) -> Path:
+    return settings.data_dir / "teleconsult" / "recorders" / f"{session_id}.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def spawn(settings: Settings, session_id: int, *, extra: list[str] | None = None) -> int:
+    """Start the recorder process for `session_id` unless one already runs; its pid."""
+    marker = pid_file(settings, session_id)
+    if marker.exists():
+        with contextlib.suppress(ValueError):
+            pid = int(marker.read_text().strip())
+            if _alive(pid):
+                return pid
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    log_path = marker.with_suffix(".log")
+    command = [
+        sys.executable,
+        "-m",
+        "jisr.cli",
+        "teleconsult-recorder",
+        "--session",
+        str(session_id),
+        *(extra or []),
+    ]
+    with log_path.open("ab") as out:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    marker.write_text(str(process.pid))
+    return process.pid
