@@ -32,6 +32,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session as SyncSession
 
+from shared import metrics as _metrics  # noqa: F401 - counts task failures where workers run
 from shared.logs import request_id_var
 from shared.platform import Platform
 from shared.settings import Settings, get_settings

@@ -1,4 +1,4 @@
-"""The FastAPI app every service is built on: problems, request ids, the platform context."""
+"""The FastAPI app every service is built on: problems, request ids, metrics, the platform context."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from shared import logs, problems
+from shared import logs, metrics, problems
 from shared.platform import Platform
 from shared.settings import get_settings
 
@@ -30,6 +30,9 @@ def make_app(
     app.state.platform = platform or Platform.from_settings(get_settings())
     problems.install(app)
     app.add_middleware(logs.RequestIdMiddleware)
+    # Outside the request id's middleware: it sees the 500 that one turns a crash into.
+    app.add_middleware(metrics.MetricsMiddleware, service=metrics.service_name(title))
     for router in routers:
         app.include_router(router)
+    app.include_router(metrics.router)
     return app
