@@ -92,10 +92,16 @@ class Clinic:
         return created
 
     async def post(
-        self, user: User | None, path: str, body: dict[str, Any] | None = None, **headers: str
+        self,
+        user: User | None,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
+        """POST as `user` (None: no access token, or only the given `headers`)."""
         auth = self.h(user) if user is not None else {}
-        return await self.client.post(path, json=body, headers={**auth, **headers})
+        return await self.client.post(path, json=body, headers={**auth, **(headers or {})})
 
     async def get(self, user: User, path: str) -> httpx.Response:
         return await self.client.get(path, headers=self.h(user))

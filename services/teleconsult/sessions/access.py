@@ -18,12 +18,14 @@ from services.teleconsult.sessions import repository as repo
 from services.teleconsult.sessions.models import Participant, Teleconsult
 from shared import audit
 from shared.entitlements.decide import Decision
-from shared.entitlements.model import ServiceKind
+from shared.entitlements.model import ServiceKind, UsageState
 from shared.identity.deps import Caller
 from shared.problems import Conflict, EntitlementRefused, Forbidden, NotFound
+from shared.registry import repository as registry_repo
 from shared.registry import service as registry
 
 RESOURCE = "teleconsult"
+QUOTA_EXHAUSTED = "quota_exhausted"
 
 
 def refusal(
@@ -166,9 +168,14 @@ async def entitled(
     action: str,
     lang: str,
     resource: tuple[str, int],
+    holds_unit: bool = False,
 ) -> Decision:
     """`decide()` for teleconsultation from the origin to the provider; 403 naming the rule
-    (with its reasons, audited) when the agreement does not allow it."""
+    (with its reasons, audited) when the agreement does not allow it.
+
+    `holds_unit`: the work already holds a unit of the quota (a scheduled session that is
+    joined), so a quota used up by that very unit and its siblings does not refuse it.
+    """
     decision = await registry.decide(
         session,
         requester=origin_id,
@@ -177,7 +184,7 @@ async def entitled(
         specialty=specialty,
         at=at,
     )
-    if decision.allowed:
+    if decision.allowed or (holds_unit and decision.rule == QUOTA_EXHAUSTED):
         return decision
     reasons = decision.explain(lang)
     raise EntitlementRefused(
@@ -194,3 +201,9 @@ async def entitled(
             reasons=reasons,
         ),
     )
+
+
+async def holds_unit(session: AsyncSession, row: Teleconsult) -> bool:
+    """Whether the session still holds its unit of the quota (reserved or consumed)."""
+    usage = await registry_repo.usage_for(session, RESOURCE, str(row.id))
+    return any(u.state != UsageState.RELEASED.value for u in usage)

@@ -32,6 +32,7 @@ from services.teleconsult.sessions.access import (
     counterpart,
     entitled,
     forbidden,
+    holds_unit,
     not_found,
 )
 from services.teleconsult.sessions.models import Participant, SessionStatus, Teleconsult
@@ -136,8 +137,9 @@ async def _check(
         action=action,
         lang=lang,
         resource=(RESOURCE, row.id),
+        holds_unit=await holds_unit(session, row),
     )
-    return decision.rule
+    return "allowed" if decision.allowed else "quota_held"
 
 
 async def _admit(

@@ -106,7 +106,7 @@ async def end_teleconsult(
     """The host or a participant of the provider ends the session with its outcome; the
     duration and outcome go to the referral's timeline, the quota unit is consumed
     (completed) or released (no_show, technical_failure)."""
-    await service.get(session, caller, session_id=session_id)
+    await service.get(session, caller, session_id=session_id, action="teleconsult.end")
     row = await service.end(
         session,
         session_id=session_id,

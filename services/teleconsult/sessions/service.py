@@ -294,8 +294,11 @@ async def list_sessions(
     return list(rows), pagination
 
 
-async def get(session: AsyncSession, caller: Caller, *, session_id: int) -> Teleconsult:
-    return await visible_session(session, caller, session_id, action="teleconsult.read")
+async def get(
+    session: AsyncSession, caller: Caller, *, session_id: int, action: str = "teleconsult.read"
+) -> Teleconsult:
+    """The session if the caller's institution takes part; else 404, audited under `action`."""
+    return await visible_session(session, caller, session_id, action=action)
 
 
 async def _own_participant(
