@@ -208,6 +208,27 @@ def loopback_candidates() -> Iterator[None]:
         aioice.ice.get_host_addresses = original
 
 
+def split_candidates(sdp: str) -> tuple[str, list[dict[str, Any]]]:
+    """An SDP without its `a=candidate` lines, and those as RTCIceCandidateInit dictionaries."""
+    lines = sdp.splitlines()
+    mids: list[str | None] = []
+    for line in lines:
+        if line.startswith("m="):
+            mids.append(None)
+        elif line.startswith("a=mid:") and mids:
+            mids[-1] = line[len("a=mid:") :]
+    kept: list[str] = []
+    candidates: list[dict[str, Any]] = []
+    index = -1
+    for line in lines:
+        index += line.startswith("m=")
+        if line.startswith("a=candidate:"):
+            candidates.append({"candidate": line[2:], "sdpMid": mids[index], "sdpMLineIndex": index})
+        elif line != "a=end-of-candidates":
+            kept.append(line)
+    return "\r\n".join(kept) + "\r\n", candidates
+
+
 class PatternTrack(VideoStreamTrack):
     """Generated 320×240 frames whose colour names the sender, so a receiver can tell whose they are."""
 
@@ -237,9 +258,12 @@ class AiortcPeer(Inbox):
         *,
         shade: int = 200,
         ice_servers: list[RTCIceServer] | None = None,
+        trickle: bool = False,
     ) -> None:
         super().__init__()
         self.client = client
+        self.trickle = trickle
+        """Send candidates as `candidate` messages after an SDP without them, as browsers do."""
         self.shade = shade
         self.ice_servers = ice_servers if ice_servers is not None else []
         self.peer_id = ""
@@ -250,6 +274,9 @@ class AiortcPeer(Inbox):
         self.connected: dict[str, asyncio.Event] = {}
         self.opened: dict[str, asyncio.Event] = {}
         self.welcome: dict[str, Any] = {}
+        self.trickled: list[dict[str, Any]] = []
+        self.descriptions: list[dict[str, Any]] = []
+        """Offers and answers as received."""
         self._task: asyncio.Task[None] | None = None
         self._sinks: list[asyncio.Task[None]] = []
 
@@ -312,7 +339,19 @@ class AiortcPeer(Inbox):
         channel = pc.createDataChannel("chat")
         self._watch(other, channel)
         await pc.setLocalDescription(await pc.createOffer())
-        await self.client.send({"type": "offer", "to": other, "sdp": pc.localDescription.sdp})
+        await self._describe("offer", other, pc)
+
+    async def _describe(self, kind: str, other: str, pc: RTCPeerConnection) -> None:
+        """Send the local description: whole, or (trickling) bare and then its candidates one by one."""
+        sdp = pc.localDescription.sdp
+        if not self.trickle:
+            await self.client.send({"type": kind, "to": other, "sdp": sdp})
+            return
+        bare, candidates = split_candidates(sdp)
+        await self.client.send({"type": kind, "to": other, "sdp": bare})
+        for candidate in candidates:
+            await self.client.send({"type": "candidate", "to": other, "candidate": candidate})
+        await self.client.send({"type": "candidate", "to": other, "candidate": None})
 
     async def _serve(self) -> None:
         while True:
@@ -324,6 +363,7 @@ class AiortcPeer(Inbox):
                         await self.offer(peer["peer_id"])
                 await self.messages.put(message)
             elif kind == "offer":
+                self.descriptions.append(message)
                 other = message["from"]
                 old = self.pcs.pop(other, None)
                 if old is not None:  # aiortc cannot restart ICE: a new connection instead
@@ -331,21 +371,36 @@ class AiortcPeer(Inbox):
                 pc = self._pc(other)
                 await pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "offer"))
                 await pc.setLocalDescription(await pc.createAnswer())
-                await self.client.send({"type": "answer", "to": other, "sdp": pc.localDescription.sdp})
+                await self._describe("answer", other, pc)
             elif kind == "answer":
+                self.descriptions.append(message)
                 await self.pcs[message["from"]].setRemoteDescription(
                     RTCSessionDescription(message["sdp"], "answer")
                 )
-            elif kind == "candidate" and message.get("candidate"):
+            elif kind == "candidate":
+                self.trickled.append(message)
                 init = message["candidate"]
+                if init is None:
+                    await self.pcs[message["from"]].addIceCandidate(None)
+                    continue
                 candidate = candidate_from_sdp(init["candidate"].removeprefix("candidate:"))
                 candidate.sdpMid, candidate.sdpMLineIndex = init.get("sdpMid"), init.get("sdpMLineIndex")
                 await self.pcs[message["from"]].addIceCandidate(candidate)
             else:
                 await self.messages.put(message)
 
+    async def wait_connected(self, other: str, within: float = WAIT_S) -> None:
+        """Until the RTCPeerConnection with `other` is "connected" (ICE and DTLS done)."""
+        await asyncio.wait_for(self.connected.setdefault(other, asyncio.Event()).wait(), within)
+
+    async def channel_message(self, within: float = WAIT_S) -> tuple[str, str]:
+        """The next data-channel message: (from whom, text)."""
+        return await asyncio.wait_for(self.channel_messages.get(), within)
+
     async def first_frame(self, other: str, within: float = WAIT_S) -> VideoFrame:
-        return await asyncio.wait_for(self.frames[other].get(), within)
+        """The next decoded video frame received from `other`."""
+        frames = self.frames.setdefault(other, asyncio.Queue())
+        return await asyncio.wait_for(frames.get(), within)
 
     async def channel_open(self, other: str, within: float = WAIT_S) -> RTCDataChannel:
         opened = self.opened.setdefault(other, asyncio.Event())
