@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from services.teleconsult.sessions.models import Outcome
 
@@ -35,7 +35,7 @@ class TeleconsultCreate(BaseModel):
 class TeleconsultUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    low_bandwidth: bool
+    low_bandwidth: StrictBool
 
 
 class CancelBody(BaseModel):
@@ -66,7 +66,8 @@ class StatsSample(BaseModel):
 
 
 class ConsentBody(BaseModel):
-    recording: bool
+    recording: StrictBool
+    """Strictly true or false: a consent is never inferred from "yes" or 1."""
 
 
 class SlotRead(BaseModel):
@@ -106,7 +107,7 @@ class TeleconsultRead(BaseModel):
     starts_at: datetime
     ends_at: datetime
     duration_minutes: int
-    low_bandwidth: bool
+    low_bandwidth: StrictBool
     host_id: int
     your_slot: SlotRead
     """The slot in the caller's time zone (their institution's)."""
@@ -144,7 +145,7 @@ class JoinRead(BaseModel):
     waiting: bool
     """True: the peer waits in the waiting room until the host admits it."""
     peer: str
-    low_bandwidth: bool
+    low_bandwidth: StrictBool
     session_pass: str | None = None
     """Guests only: a bearer pass for this session's join, stats and consent routes."""
     session_pass_expires_in: int | None = None
@@ -190,7 +191,7 @@ class ReportRead(BaseModel):
     duration_s: int | None
     outcome: str | None
     outcome_note: str | None
-    low_bandwidth: bool
+    low_bandwidth: StrictBool
     participants: list[ReportParticipant]
 
 
