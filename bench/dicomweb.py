@@ -26,22 +26,27 @@ import argparse
 import asyncio
 import io
 import math
+import multiprocessing
 import os
+import socket
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import httpx
 import numpy as np
+import uvicorn
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from jisr.app import create_app
 from shared import migrations
 from shared.identity.models import Role
 from shared.platform import Platform
@@ -293,6 +298,37 @@ def share(client: httpx.Client, base: str, setup: Setup, study: str) -> tuple[st
     return str(made.json()["shared_study_uid"]), elapsed
 
 
+@contextmanager
+def serving_apart(settings: Settings) -> Iterator[str]:
+    """The whole app served by uvicorn in a process of its own (forked), as in production,
+    so that the benchmark's client does not share an interpreter lock with the server."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)  # connections wait in the backlog until the child accepts them
+    port = sock.getsockname()[1]
+    process = multiprocessing.get_context("fork").Process(
+        target=_serve, args=(settings, sock), daemon=True
+    )
+    process.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()  # uvicorn shuts down on SIGTERM
+        process.join(30)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        sock.close()
+
+
+def _serve(settings: Settings, sock: socket.socket) -> None:
+    platform = Platform.from_settings(settings)
+    config = uvicorn.Config(
+        create_app(platform), lifespan="off", log_level="warning", ws="none", access_log=False
+    )
+    asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+
+
 # -- Orthanc -------------------------------------------------------------------------------
 
 
@@ -350,6 +386,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=20, help="instances per STOW-RS request")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument(
+        "--server",
+        choices=("process", "thread"),
+        default="process",
+        help="serve Jisr from a process of its own (default) or a thread of the benchmark's",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     load = os.getloadavg()
@@ -369,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = settings_for(folder, orthanc)
             setup = asyncio.run(populate(settings, orthanc))
             with (
-                serving(settings) as base,
+                (serving_apart if args.server == "process" else serving)(settings) as base,
                 httpx.Client(auth=(orthanc.username, orthanc.password), timeout=300) as admin,
                 httpx.Client(timeout=300) as client,
             ):

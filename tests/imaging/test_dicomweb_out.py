@@ -31,7 +31,7 @@ from tests.imaging.test_shares import Sharing, make_sharing, original_identifier
 @contextmanager
 def serving(settings: Settings) -> Iterator[str]:
     """The whole app on a loopback port; the socket listens before the thread starts."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     port = sock.getsockname()[1]

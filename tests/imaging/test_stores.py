@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import email.parser
+import email.policy
 import io
 
 import pydicom.config
@@ -13,7 +15,9 @@ from services.imaging.stores import (
     NotFoundInStore,
     RejectedByStore,
     Store,
+    StoredInstance,
     StoreError,
+    part10,
 )
 from tests.imaging.factories import (
     Archive,
@@ -50,6 +54,7 @@ def test_the_public_surface_is_the_interface_two_stores_and_their_errors() -> No
             "NotFoundInStore",
             "OrthancStore",
             "RejectedByStore",
+            "Retrieval",
             "SeriesSummary",
             "Store",
             "StoreError",
@@ -93,19 +98,23 @@ async def test_a_stored_file_reads_back_byte_for_byte_with_its_preamble_zeroed(
     assert not stored.already_stored
 
 
-async def test_storing_the_same_instance_twice_keeps_one_the_first(store: Store) -> None:
-    archive = Archive()
-    first = archive.files[archive.b_series][0]
-    # The same SOP Instance UID resent with other content, even under another Patient ID
-    # (which Orthanc on its own would keep as a second instance).
-    resent = instance(
+def resent_under_another_patient(archive: Archive) -> bytes:
+    """Study B's instance resent with other content under another Patient ID (which
+    Orthanc on its own would keep as a second instance)."""
+    return instance(
         study_uid=archive.study_b,
         series_uid=archive.b_series,
-        sop_uid=parse(first).SOPInstanceUID,
+        sop_uid=parse(archive.files[archive.b_series][0]).SOPInstanceUID,
         patient_id="JISR-9999",
         study_description="Changed on resend",
         rows=8,
     )
+
+
+async def test_storing_the_same_instance_twice_keeps_one_the_first(store: Store) -> None:
+    archive = Archive()
+    first = archive.files[archive.b_series][0]
+    resent = resent_under_another_patient(archive)
 
     stored = await store.put(first)
     twice = await store.put(first)
@@ -118,6 +127,30 @@ async def test_storing_the_same_instance_twice_keeps_one_the_first(store: Store)
     (study,) = await store.studies()
     assert (study.series_count, study.instance_count) == (1, 1)
     assert study.study_description == "Abdomen"
+
+
+async def test_checked_files_put_together_keep_the_first_of_each_uid_and_answer_in_order(
+    store: Store,
+) -> None:
+    archive = Archive()
+    ct = archive.files[archive.ct_series]
+    first = archive.files[archive.b_series][0]
+    resent = resent_under_another_patient(archive)
+    await store.put(ct[0])  # already there before the batch
+
+    results = await store.put_checked(
+        [part10.read(data) for data in (ct[0], first, ct[1], resent, ct[2], ct[1])]
+    )
+
+    kept = [r for r in results if isinstance(r, StoredInstance)]
+    assert len(kept) == len(results) == 6
+    assert [r.already_stored for r in kept] == [True, False, False, True, False, True]
+    assert [r.sop_instance_uid for r in kept] == [
+        str(parse(d).SOPInstanceUID) for d in (ct[0], first, ct[1], resent, ct[2], ct[1])
+    ]
+    assert kept[3].size == len(first)
+    assert await store.get(kept[1].sop_instance_uid) == first
+    assert sum(study.instance_count for study in await store.studies()) == 4
 
 
 async def test_studies_are_listed_newest_first_with_patient_accession_modalities_and_counts(
@@ -269,6 +302,62 @@ async def test_study_files_yield_every_instance_of_the_study_and_no_other(store:
     files = [data async for data in store.study_files(archive.study_a)]
 
     assert sorted(files) == sorted(archive.of_study(archive.study_a))
+
+
+def multipart_files(media_type: str, body: bytes) -> list[bytes]:
+    head = f"Content-Type: {media_type}\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    parts = list(message.iter_parts())
+    assert all(part.get_content_type() == "application/dicom" for part in parts)
+    payloads = [part.get_payload(decode=True) for part in parts]
+    assert all(isinstance(payload, bytes) for payload in payloads)
+    return [payload for payload in payloads if isinstance(payload, bytes)]
+
+
+async def retrieved(
+    store: Store, study: str, series: str | None = None, instance: str | None = None
+) -> list[bytes]:
+    answer = await store.retrieve(study, series, instance)
+    try:
+        body = b"".join([chunk async for chunk in answer.chunks])
+    finally:
+        await answer.aclose()
+    assert answer.media_type.startswith('multipart/related; type="application/dicom"')
+    return multipart_files(answer.media_type, body)
+
+
+async def test_retrieve_streams_a_study_a_series_or_an_instance_byte_for_byte(
+    store: Store,
+) -> None:
+    archive = Archive()
+    await put_all(store, archive.all())
+    first = archive.files[archive.mr_series][0]
+    uid = str(parse(first).SOPInstanceUID)
+
+    study = await retrieved(store, archive.study_a)
+    series = await retrieved(store, archive.study_a, archive.mr_series)
+    one = await retrieved(store, archive.study_a, archive.mr_series, uid)
+
+    assert sorted(study) == sorted(archive.of_study(archive.study_a))
+    assert sorted(series) == sorted(archive.files[archive.mr_series])
+    assert one == [first]
+
+
+async def test_retrieve_refuses_a_series_or_instance_outside_the_study_it_names(
+    store: Store,
+) -> None:
+    archive = Archive()
+    await put_all(store, archive.all())
+    other = str(parse(archive.files[archive.b_series][0]).SOPInstanceUID)
+
+    for asked in (
+        (archive.study_a, archive.b_series),  # study B's series under study A
+        (archive.study_a, archive.ct_series, other),  # study B's instance under A's series
+        ("1.2.826.0.1.3680043.8.498.1",),
+        ("../../etc/passwd",),
+    ):
+        with pytest.raises(NotFoundInStore):
+            await store.retrieve(*asked)
 
 
 async def test_a_deleted_study_is_gone_and_the_other_study_stays(store: Store) -> None:

@@ -72,9 +72,7 @@ async def _store(
             request.stream(), boundary, folder, max_bytes=settings.stow_max_bytes
         )
         async with locations.originals(platform, institution) as store:
-            for part in parts:
-                await stow.store_part(store, part, outcome, study_uid=study_uid)
-                part.path.unlink(missing_ok=True)
+            await stow.store_parts(store, parts, outcome, study_uid=study_uid)
     finally:
         stow.remove(folder)
     for study in sorted({s.study_uid for s in outcome.stored if not s.already_stored}):

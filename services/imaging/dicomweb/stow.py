@@ -5,7 +5,8 @@ spooled to a temporary file under `data_dir/tmp/` whose name comes from
 `tempfile`, never from the data. The whole body is counted against
 `stow_max_bytes` and nothing is stored before the last byte has arrived, so a
 body over the limit (413) keeps nothing. Then each part is checked and stored
-one at a time (a part is held in memory only while it is checked and stored).
+a window at a time (`store_parts`: a part is held in memory only while it is
+checked and stored, and the store keeps one window while the next is checked).
 
 Every part gets its own answer in the Store Instances Response (PS3.18
 §10.5.3, PS3.4 B.2.3 for the codes):
@@ -28,6 +29,7 @@ applies again: they bound what pydicom is asked to parse.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import re
@@ -60,9 +62,10 @@ __all__ = [
     "Refused",
     "UnsupportedMediaType",
     "boundary_of",
+    "checked_part",
     "response_body",
     "spool",
-    "store_part",
+    "store_parts",
 ]
 
 DICOM = "application/dicom"
@@ -78,6 +81,8 @@ WARNING_ALREADY_STORED = 0xB006
 MAX_SEQUENCE_DEPTH = 32
 MAX_DECODED_PIXEL_BYTES = 2 * 1024**3
 PARSE_TIMEOUT_S = 30.0
+WINDOW = 8
+"""Parts checked, then stored, together (see `store_parts`)."""
 _MAX_HEADER_BYTES = 16 * 1024
 _CHUNK_TAIL = 64 * 1024
 
@@ -111,12 +116,16 @@ class Part:
     media_type: str
 
 
+Failure = tuple[str, str, int, str]
+"""(SOP Class UID, SOP Instance UID, failure reason, sentence); UIDs empty when unknown."""
+
+
 @dataclass(slots=True)
 class Outcome:
     """What became of the parts of one request."""
 
     stored: list[StoredInstance] = field(default_factory=list)
-    failed: list[tuple[str, str, int, str]] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
     """(SOP Class UID, SOP Instance UID, failure reason, sentence); UIDs empty when unknown."""
 
 
@@ -397,32 +406,95 @@ def _check_pixel_size(data: bytes) -> None:
         )
 
 
-async def store_part(
-    store: Store, part: Part, outcome: Outcome, *, study_uid: str | None = None
-) -> None:
-    """Check one spooled part and put it in `store`; its answer goes into `outcome`."""
+async def checked_part(part: Part, *, study_uid: str | None = None) -> part10.Part10 | Failure:
+    """One spooled part read and checked (in a thread, within `PARSE_TIMEOUT_S`), or why not.
+
+    The spooled file is removed once read: from here on the part is in memory only.
+    """
     if part.media_type != DICOM:
-        outcome.failed.append(("", "", NOT_DICOM, f"a part of type {part.media_type!r:.60}"))
-        return
+        part.path.unlink(missing_ok=True)
+        return ("", "", NOT_DICOM, f"a part of type {part.media_type!r:.60}")
     data = await asyncio.to_thread(part.path.read_bytes)
+    part.path.unlink(missing_ok=True)
     try:
         checked = await asyncio.wait_for(asyncio.to_thread(check, data), PARSE_TIMEOUT_S)
     except Refused as exc:
-        outcome.failed.append(("", "", exc.code, exc.reason))
-        return
+        return ("", "", exc.code, exc.reason)
     except TimeoutError:
-        outcome.failed.append(("", "", OUT_OF_RESOURCES, "parsing took too long"))
-        return
-    uids = (checked.sop_class_uid, checked.sop_instance_uid)
+        return ("", "", OUT_OF_RESOURCES, "parsing took too long")
     if study_uid is not None and checked.study_uid != study_uid:
-        outcome.failed.append((*uids, DATASET_MISMATCH, "an instance of another study"))
-        return
+        return (
+            checked.sop_class_uid,
+            checked.sop_instance_uid,
+            DATASET_MISMATCH,
+            "an instance of another study",
+        )
+    return checked
+
+
+def _answer(part: part10.Part10, result: StoredInstance | StoreError) -> StoredInstance | Failure:
+    if isinstance(result, StoredInstance):
+        return result
+    uids = (part.sop_class_uid, part.sop_instance_uid)
+    if isinstance(result, RejectedByStore):
+        return (*uids, CANNOT_UNDERSTAND, result.reason)
+    return (*uids, PROCESSING_FAILURE, str(result))
+
+
+async def _put(
+    store: Store, batch: list[tuple[int, part10.Part10]], answers: list[StoredInstance | Failure]
+) -> None:
+    results = await store.put_checked([part for _, part in batch])
+    for (i, part), result in zip(batch, results, strict=True):
+        answers[i] = _answer(part, result)
+
+
+async def store_parts(
+    store: Store,
+    parts: list[Part],
+    outcome: Outcome,
+    *,
+    study_uid: str | None = None,
+    window: int = WINDOW,
+) -> None:
+    """Check every spooled part and put the good ones in `store`; answers go into `outcome`
+    in the parts' order.
+
+    Parts go `window` at a time: while the store keeps one window (its own
+    process, for Orthanc), this process checks the next, so the two work at once
+    and at most two windows are in memory.
+    """
+    answers: list[StoredInstance | Failure] = [("", "", PROCESSING_FAILURE, "not stored")] * len(
+        parts
+    )
+    storing: asyncio.Task[None] | None = None
     try:
-        outcome.stored.append(await store.put(checked.data))
-    except RejectedByStore as exc:
-        outcome.failed.append((*uids, CANNOT_UNDERSTAND, exc.reason))
-    except StoreError as exc:
-        outcome.failed.append((*uids, PROCESSING_FAILURE, str(exc)))
+        for start in range(0, len(parts), window):
+            batch: list[tuple[int, part10.Part10]] = []
+            for i in range(start, min(start + window, len(parts))):
+                found = await checked_part(parts[i], study_uid=study_uid)
+                if isinstance(found, part10.Part10):
+                    batch.append((i, found))
+                else:
+                    answers[i] = found
+            if storing is not None:
+                await storing
+                storing = None
+            if batch:
+                storing = asyncio.create_task(_put(store, batch, answers))
+        if storing is not None:
+            await storing
+            storing = None
+    finally:
+        if storing is not None:  # cancelled mid-way: let the store finish what it began
+            storing.cancel()
+            with contextlib.suppress(BaseException):
+                await storing
+    for answer in answers:
+        if isinstance(answer, StoredInstance):
+            outcome.stored.append(answer)
+        else:
+            outcome.failed.append(answer)
 
 
 # -- the answer -----------------------------------------------------------------------------

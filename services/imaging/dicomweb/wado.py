@@ -2,7 +2,8 @@
 
 Studies, series and instances come back as `multipart/related;
 type="application/dicom"` (PS3.18 §8.7.3.1), the stored files byte for byte in
-their stored transfer syntax; metadata as `application/dicom+json` (PS3.18
+their stored transfer syntax, streamed on from the shared store's own answer
+(Orthanc's DICOMweb plugin, or the file store's framing); metadata as `application/dicom+json` (PS3.18
 F.2) without bulk data. As for QIDO-RS, only the shared store answers and only
 for the caller's ready shares; anything else is 404. Rendered frames are in
 `rendered.py`; raw frames and bulk data resources are not offered yet.
@@ -10,8 +11,8 @@ for the caller's ready shares; anything else is 404. Rendered frames are in
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -19,7 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.imaging.dicomweb.qido import DICOM_JSON, entitled_study
 from services.imaging.locations import shared_copies
-from services.imaging.stores import NotFoundInStore, Store
+from services.imaging.stores import NotFoundInStore
 from shared.identity.deps import CurrentUser, PlatformDep, Session
 from shared.platform import Platform
 from shared.problems import JisrError, NotFound
@@ -42,48 +43,34 @@ def _check_accept(request: Request) -> None:
         raise NotAcceptable('this resource is sent as multipart/related; type="application/dicom"')
 
 
-async def _instance_uids(
+async def _retrieve(
     platform: Platform, study: str, series: str | None = None, instance: str | None = None
-) -> list[str]:
-    async with shared_copies(platform) as store:
-        try:
-            found = await store.instances(study, series)
-        except NotFoundInStore as exc:
-            raise NotFound("no such study or series") from exc
-    uids = [ref.sop_instance_uid for ref in found]
-    if instance is not None:
-        if instance not in uids:
-            raise NotFound("no such instance")
-        return [instance]
-    return uids
+) -> StreamingResponse:
+    """The shared store's own multipart answer, streamed on as it is read.
 
-
-def _multipart(platform: Platform, uids: list[str] | None, study: str = "") -> StreamingResponse:
-    """One part per instance, read from the shared store as the response is written.
-
-    `uids` None means the whole study, read with the store's own study walk (one
-    look-up for the study rather than one per instance).
+    The store is opened here and closed when the answer has been sent (or the
+    caller went away); a study, series or instance it does not hold is 404
+    before the answer starts. Callers check the entitlement first: the shared
+    store holds every partner's copies, so only the study UID tells them apart.
     """
-    boundary = secrets.token_hex(16)
+    stack = AsyncExitStack()
+    try:
+        store = await stack.enter_async_context(shared_copies(platform))
+        found = await store.retrieve(study, series, instance)
+    except NotFoundInStore as exc:
+        await stack.aclose()
+        raise NotFound("no such study, series or instance") from exc
+    except BaseException:
+        await stack.aclose()
+        raise
+    stack.push_async_callback(found.aclose)
 
-    async def files(store: Store) -> AsyncIterator[bytes]:
-        if uids is None:
-            async for data in store.study_files(study):
-                yield data
-        else:
-            for uid in uids:
-                yield await store.get(uid)
+    async def chunks() -> AsyncIterator[bytes]:
+        async with stack:
+            async for chunk in found.chunks:
+                yield chunk
 
-    async def parts() -> AsyncIterator[bytes]:
-        async with shared_copies(platform) as store:
-            async for data in files(store):
-                yield f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-                yield data
-                yield b"\r\n"
-        yield f"--{boundary}--\r\n".encode()
-
-    media_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
-    return StreamingResponse(parts(), media_type=media_type)
+    return StreamingResponse(chunks(), media_type=found.media_type)
 
 
 @router.get("/studies/{study}")
@@ -93,8 +80,7 @@ async def retrieve_study(
     """WADO-RS Retrieve Study (PS3.18 §10.4.1): every instance of a shared study."""
     _check_accept(request)
     await entitled_study(session, caller, study)
-    await _instance_uids(platform, study)  # 404 before the answer starts
-    return _multipart(platform, None, study)
+    return await _retrieve(platform, study)
 
 
 @router.get("/studies/{study}/series/{series}")
@@ -109,7 +95,7 @@ async def retrieve_series(
     """WADO-RS Retrieve Series (PS3.18 §10.4.1): every instance of one series of a shared study."""
     _check_accept(request)
     await entitled_study(session, caller, study)
-    return _multipart(platform, await _instance_uids(platform, study, series))
+    return await _retrieve(platform, study, series)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{instance}")
@@ -125,7 +111,7 @@ async def retrieve_instance(
     """WADO-RS Retrieve Instance (PS3.18 §10.4.1): one instance of a shared study."""
     _check_accept(request)
     await entitled_study(session, caller, study)
-    return _multipart(platform, await _instance_uids(platform, study, series, instance))
+    return await _retrieve(platform, study, series, instance)
 
 
 async def _metadata(platform: Platform, study: str) -> list[dict[str, Any]]:

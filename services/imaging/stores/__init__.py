@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from services.imaging.stores.base import (
     InstanceRef,
+    Retrieval,
     SeriesSummary,
     Store,
     StoredInstance,
@@ -32,6 +33,7 @@ __all__ = [
     "NotFoundInStore",
     "OrthancStore",
     "RejectedByStore",
+    "Retrieval",
     "SeriesSummary",
     "Store",
     "StoreError",

@@ -17,12 +17,17 @@ then UID; instances by series UID, `InstanceNumber` (missing last), then UID.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from services.imaging.stores.errors import StoreError
+    from services.imaging.stores.part10 import Part10
 
 __all__ = [
     "InstanceRef",
+    "Retrieval",
     "SeriesSummary",
     "Store",
     "StoreHealth",
@@ -86,6 +91,19 @@ class StoreHealth:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class Retrieval:
+    """A WADO-RS answer (PS3.18 §8.7.3.1) as a store sends it: read `chunks`, then `aclose`.
+
+    `media_type` is `multipart/related; type="application/dicom"; boundary=...`;
+    the parts are the stored files byte for byte, in the store's order.
+    """
+
+    media_type: str
+    chunks: AsyncIterator[bytes]
+    aclose: Callable[[], Awaitable[None]]
+
+
 @runtime_checkable
 class Store(Protocol):
     """Where DICOM instances live. Every method may raise a `StoreError` and nothing else.
@@ -96,6 +114,11 @@ class Store(Protocol):
 
     async def put(self, data: bytes) -> StoredInstance:
         """Keep one DICOM Part 10 file; `RejectedByStore` says why one is refused."""
+        ...
+
+    async def put_checked(self, parts: Sequence[Part10]) -> list[StoredInstance | StoreError]:
+        """Keep files that `part10.read` has checked, several at once; one answer per part,
+        in order: what was kept, or the `StoreError` that kept it out (never raised)."""
         ...
 
     async def get(self, sop_instance_uid: str) -> bytes:
@@ -132,6 +155,16 @@ class Store(Protocol):
 
     def study_files(self, study_uid: str) -> AsyncIterator[bytes]:
         """Every instance file of one study, in `instances` order, one at a time."""
+        ...
+
+    async def retrieve(
+        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+    ) -> Retrieval:
+        """A study, one of its series, or one instance as a multipart answer, ready to stream.
+
+        `NotFoundInStore` before any byte when the study does not hold the series or
+        the series the instance.
+        """
         ...
 
     async def delete_study(self, study_uid: str) -> None:

@@ -22,7 +22,7 @@ import os
 import re
 import sqlite3
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import closing
 from functools import lru_cache
 from pathlib import Path
@@ -30,9 +30,10 @@ from typing import Any, TypeVar
 
 import pydicom
 
-from services.imaging.stores import part10, query
+from services.imaging.stores import multipart, part10, query
 from services.imaging.stores.base import (
     InstanceRef,
+    Retrieval,
     SeriesSummary,
     StoredInstance,
     StoreHealth,
@@ -114,6 +115,20 @@ class FileStore:
         await self._ensure_ready()
         async with self._lock:
             return await self._run(self._put, part)
+
+    async def put_checked(
+        self, parts: Sequence[part10.Part10]
+    ) -> list[StoredInstance | StoreError]:
+        """Keep checked files one after another (one disk, one index writer)."""
+        await self._ensure_ready()
+        results: list[StoredInstance | StoreError] = []
+        for part in parts:
+            try:
+                async with self._lock:
+                    results.append(await self._run(self._put, part))
+            except StoreError as exc:
+                results.append(exc)
+        return results
 
     def _put(self, part: part10.Part10) -> StoredInstance:
         with closing(self._connect()) as db:
@@ -327,6 +342,22 @@ class FileStore:
         """Every instance file of one study, read one at a time."""
         for instance in await self.instances(study_uid):
             yield await self._run(self._read_file, instance.sop_instance_uid)
+
+    async def retrieve(
+        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+    ) -> Retrieval:
+        """The files of a study, series or instance, framed as multipart by this process."""
+        uids = [ref.sop_instance_uid for ref in await self.instances(study_uid, series_uid)]
+        if sop_instance_uid is not None:
+            if sop_instance_uid not in uids:
+                raise NotFoundInStore(f"no instance {sop_instance_uid:.80} in that series")
+            uids = [sop_instance_uid]
+
+        async def files() -> AsyncIterator[bytes]:
+            for uid in uids:
+                yield await self._run(self._read_file, uid)
+
+        return multipart.related(files())
 
     async def metadata(self, study_uid: str) -> list[dict[str, Any]]:
         """Each instance in DICOM JSON, read from its file up to the pixel data."""

@@ -20,8 +20,10 @@ to `StoreUnavailable`, 401/403 (our credentials) and 502-504 likewise, 404 to
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 
 import httpx
@@ -30,6 +32,7 @@ import pyorthanc  # type: ignore[import-untyped]  # pyorthanc ships no py.typed 
 from services.imaging.stores import part10, query
 from services.imaging.stores.base import (
     InstanceRef,
+    Retrieval,
     SeriesSummary,
     StoredInstance,
     StoreHealth,
@@ -45,11 +48,22 @@ from services.imaging.stores.errors import (
 __all__ = ["OrthancStore"]
 
 DICOM_JSON = "application/dicom+json"
+_RETRIEVE_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 _UNAVAILABLE = frozenset({401, 403, 502, 503, 504})
 
 
 PREFETCH = 8
 """Files of a study read at once by `study_files`."""
+_FIND_BATCH = 200
+"""SOP Instance UIDs per `/tools/find` (about 13 kB of query)."""
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every store of the process: httpx builds a new one for each client
+    unless given one, reading the CA bundle each time (about 40 ms), and a store (so a
+    client) is opened per request."""
+    return httpx.create_ssl_context()
 
 
 class OrthancStore:
@@ -75,6 +89,11 @@ class OrthancStore:
             password=password,
             return_raw_response=True,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            # Orthanc gzips any answer when asked to (httpx asks by default): about 60 ms
+            # of compression per 0.5 MB file, then as long to inflate. DICOM files hardly
+            # shrink and loopback or a LAN needs no compression: ask for the bytes as they are.
+            headers={"Accept-Encoding": "identity"},
+            verify=_tls(),
         )
         self._concurrency = asyncio.Semaphore(concurrency)
 
@@ -91,33 +110,102 @@ class OrthancStore:
     # -- writing ---------------------------------------------------------------------------
 
     async def put(self, data: bytes) -> StoredInstance:
-        """Check the file as every store does, then `POST /instances`; the first file is kept.
+        """Check the file as every store does, then store it as `put_checked` does."""
+        part = await asyncio.to_thread(part10.read, data)
+        (result,) = await self.put_checked([part])
+        if isinstance(result, StoreError):
+            raise result
+        return result
+
+    async def put_checked(
+        self, parts: Sequence[part10.Part10]
+    ) -> list[StoredInstance | StoreError]:
+        """One `POST /tools/find` for the SOP Instance UIDs Orthanc already holds, then a
+        `POST /instances` per new file, several in flight; the first file is kept.
 
         Orthanc names an instance by its patient and UIDs together, so the same
         SOP Instance UID under another Patient ID would be a second instance:
-        look the UID up first. (Two such uploads at the same moment can still
-        both land; the file store's lock rules that out only within a process.)
+        hence the look-up first, and a UID sent twice in one call is uploaded
+        once. (Two such uploads from two calls at the same moment can still both
+        land; the file store's lock rules that out only within a process.)
         """
-        part = await asyncio.to_thread(part10.read, data)
-        existing = await self._lookup(part.sop_instance_uid, "Instance")
-        if existing:
-            return part.stored(size=await self._size(existing[0]), already_stored=True)
-        answer = await self._object(
-            "store an instance", self._client.post_instances(content=part.data), rejects=True
-        )
-        status = answer.get("Status")
-        if status == "Success":
-            return part.stored(size=len(part.data), already_stored=False)
-        if status == "AlreadyStored":
-            return part.stored(size=await self._size(_field(answer, "ID")), already_stored=True)
-        raise StoreError(f"Orthanc answered an upload with status {status!r}")
+        results: list[StoredInstance | StoreError | None] = [None] * len(parts)
+        try:
+            held = await self._held([part.sop_instance_uid for part in parts])
+        except StoreError as exc:
+            return [exc] * len(parts)
+        first: dict[str, int] = {}
+        again: list[int] = []
+        for i, part in enumerate(parts):
+            uid = part.sop_instance_uid
+            if uid in held:
+                results[i] = part.stored(size=held[uid], already_stored=True)
+            elif uid in first:
+                again.append(i)
+            else:
+                first[uid] = i
+        uploads = [i for i in first.values() if results[i] is None]
+        for i, result in zip(
+            uploads, await asyncio.gather(*(self._upload(parts[i]) for i in uploads)), strict=True
+        ):
+            results[i] = result
+        retry: list[int] = []
+        for i in again:
+            kept = results[first[parts[i].sop_instance_uid]]
+            if isinstance(kept, StoredInstance):
+                results[i] = parts[i].stored(size=kept.size, already_stored=True)
+            else:  # the first copy failed: this one may fare better
+                retry.append(i)
+        if retry:
+            for i, result in zip(
+                retry, await self.put_checked([parts[i] for i in retry]), strict=True
+            ):
+                results[i] = result
+        return [result for result in results if result is not None]
+
+    async def _held(self, sop_instance_uids: list[str]) -> dict[str, int]:
+        """The file size of each of these instances that Orthanc holds (list matching,
+        PS3.4 C.2.2.2.2: UIDs are digits and dots, so no wildcard can sneak in)."""
+        held: dict[str, int] = {}
+        unique = sorted(set(sop_instance_uids))
+        for start in range(0, len(unique), _FIND_BATCH):
+            found = await self._objects(
+                "look up instances",
+                self._client.post_tools_find(
+                    {
+                        "Level": "Instance",
+                        "Query": {"SOPInstanceUID": "\\".join(unique[start : start + _FIND_BATCH])},
+                        "Expand": True,
+                    }
+                ),
+            )
+            for item in found:
+                uid = _tags(item).get("SOPInstanceUID", "")
+                held.setdefault(uid, _size_of(item))
+        return held
+
+    async def _upload(self, part: part10.Part10) -> StoredInstance | StoreError:
+        try:
+            async with self._concurrency:
+                answer = await self._object(
+                    "store an instance",
+                    self._client.post_instances(content=part.data),
+                    rejects=True,
+                )
+            status = answer.get("Status")
+            if status == "Success":
+                return part.stored(size=len(part.data), already_stored=False)
+            if status == "AlreadyStored":
+                size = await self._size(_field(answer, "ID"))
+                return part.stored(size=size, already_stored=True)
+            raise StoreError(f"Orthanc answered an upload with status {status!r}")
+        except StoreError as exc:
+            return exc
 
     async def _size(self, instance_id: str) -> int:
-        info = await self._object("read an instance", self._client.get_instances_id(instance_id))
-        try:
-            return int(info["FileSize"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StoreError("Orthanc did not say the size of an instance") from exc
+        return _size_of(
+            await self._object("read an instance", self._client.get_instances_id(instance_id))
+        )
 
     async def delete_study(self, study_uid: str) -> None:
         """`DELETE /studies/{id}` for each Orthanc study with this UID (one per patient)."""
@@ -266,6 +354,28 @@ class OrthancStore:
             for task in pending:
                 task.cancel()
 
+    async def retrieve(
+        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+    ) -> Retrieval:
+        """WADO-RS `GET {root}/studies/{uid}[/series/{uid}[/instances/{uid}]]`, passed on as
+        Orthanc streams it: the stored files byte for byte (`transfer-syntax=*`) in one answer,
+        where the REST API would take a request per file. The plugin itself answers 404 for a
+        series outside the study or an instance outside the series."""
+        path = f"/studies/{part10.check_uid(study_uid)}"
+        if series_uid is not None:
+            path += f"/series/{part10.check_uid(series_uid)}"
+            if sop_instance_uid is not None:
+                path += f"/instances/{part10.check_uid(sop_instance_uid)}"
+        request = self._client.build_request(
+            "GET", self._dicomweb + path, headers={"Accept": _RETRIEVE_ACCEPT}
+        )
+        response = await self._send("retrieve", self._client.send(request, stream=True))
+        media_type = response.headers.get("content-type", "")
+        if not media_type.lower().startswith("multipart/related"):
+            await response.aclose()
+            raise StoreError(f"Orthanc answered a retrieve with {media_type!r:.80}")
+        return Retrieval(media_type, response.aiter_raw(), response.aclose)
+
     async def _file(self, instance_id: str) -> bytes:
         async with self._concurrency:
             response = await self._send(
@@ -357,6 +467,10 @@ class OrthancStore:
         status = response.status_code
         if status < 300:
             return response
+        try:
+            await response.aread()  # a streamed answer: read its (short) error body, and close
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(f"Orthanc answered {status} and broke off ({what})") from exc
         detail = _orthanc_detail(response)
         if status == 404:
             raise NotFoundInStore(f"Orthanc has no such resource ({what})")
@@ -388,6 +502,13 @@ def _field(item: dict[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise StoreError(f"Orthanc answered without {key!r}")
     return value
+
+
+def _size_of(instance: dict[str, Any]) -> int:
+    try:
+        return int(instance["FileSize"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoreError("Orthanc did not say the size of an instance") from exc
 
 
 def _tags(item: dict[str, Any], key: str = "MainDicomTags") -> dict[str, str]:
