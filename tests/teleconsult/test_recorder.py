@@ -1,0 +1,369 @@
+"""The consented recorder: its own process, the real signalling socket, files with video frames.
+
+Two aiortc peers (the host and an admitted participant) talk through the real
+signalling socket served by uvicorn on a loopback port; the recorder runs as
+`jisr teleconsult-recorder` in a process of its own, joins as the recorder,
+records both, and hands its files to `store_recording`. Without everyone's
+consent it is refused (and the refusal audited), and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+from aiortc import MediaStreamTrack, RTCPeerConnection, VideoStreamTrack
+from aiortc.mediastreams import AudioStreamTrack
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from services.teleconsult import recorder
+from services.teleconsult.pages.router import router as pages_router
+from services.teleconsult.recording.room import RoomPeer, configuration, pin_host_addresses
+from services.teleconsult.sessions.models import (
+    Recording,
+)
+from services.teleconsult.sessions.recording import recordings_folder
+from services.teleconsult.sessions.router import router as sessions_router
+from services.teleconsult.signalling.router import router as signalling_router
+from shared import health
+from shared.audit import AuditEvent
+from shared.platform import Platform
+from shared.settings import Settings
+from shared.web import make_app
+from tests.conftest import make_settings
+from tests.teleconsult.conftest import Clinic
+from tests.teleconsult.peers import serve
+
+TIMEOUT_S = 30.0
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture
+def settings(tmp_path: Path, signing_key: Path, sqlite_url: str) -> Settings:
+    """SQLite only, no STUN or TURN: media on loopback, host candidates (the DB is not under test)."""
+    return make_settings(tmp_path, signing_key, sqlite_url)
+
+
+def teleconsult_app(platform: Platform) -> FastAPI:
+    """The teleconsult routes (REST, signalling, page) as one app, on the test's platform."""
+    return make_app(
+        "teleconsult test",
+        [health.router, sessions_router, signalling_router, pages_router],
+        platform=platform,
+    )
+
+
+@dataclass
+class Served:
+    base: str
+
+    @property
+    def ws(self) -> str:
+        return self.base.replace("http", "ws", 1)
+
+
+@pytest.fixture(name="served")
+async def served_fixture(platform: Platform) -> AsyncIterator[Served]:
+    """The teleconsult routes served by uvicorn on a loopback port, in the test's event loop."""
+    async with serve(teleconsult_app(platform)) as base:
+        yield Served(base)
+
+
+@pytest.fixture(name="loopback_candidates", autouse=True)
+def loopback_candidates_fixture() -> Iterator[None]:
+    """aioice skips 127.0.0.1: hermetic tests gather host candidates there only."""
+    import aioice.ice
+
+    original = aioice.ice.get_host_addresses
+    pin_host_addresses(["127.0.0.1"])
+    yield
+    aioice.ice.get_host_addresses = original
+
+
+@dataclass
+class Room:
+    """A session in progress: both participants joined through `POST .../join` (host first)."""
+
+    clinic: Clinic
+    session_id: int
+    tickets: list[dict[str, Any]]
+    """The join API's answers: token, ICE servers (coturn REST-API credentials), ws_url, role."""
+
+
+async def make_room(clinic: Clinic, *, consents: tuple[bool | None, ...] = (True, True)) -> Room:
+    """Ouargla's referrer hosts AP-HP's specialist; each answers the recording consent or not."""
+    session_id = (await clinic.scheduled())["id"]
+    people = (clinic.referrer, clinic.specialist)
+    tickets = []
+    for user in people:
+        joined = await clinic.join(user, session_id)
+        assert joined.status_code == 200, joined.text
+        tickets.append(joined.json())
+    for user, granted in zip(people, consents, strict=True):
+        if granted is not None:
+            answer = await clinic.post(
+                user, f"/api/teleconsults/{session_id}/consent", {"recording": granted}
+            )
+            assert answer.status_code == 200, answer.text
+    return Room(clinic, session_id, tickets)
+
+
+def join_url(served: Served, ticket: dict[str, Any]) -> str:
+    return f"{served.ws}{ticket['ws_url']}?token={ticket['token']}"
+
+
+@dataclass
+class MediaPeer:
+    """An aiortc peer sending a test pattern and a tone, noting the frames it receives."""
+
+    url: str
+    ice_servers: list[dict[str, Any]] = field(default_factory=list)
+    relay_only: bool = False
+    room: RoomPeer | None = None
+    frames: dict[str, int] = field(default_factory=dict)
+    got_frame: asyncio.Event = field(default_factory=asyncio.Event)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    message_seen: asyncio.Condition = field(default_factory=asyncio.Condition)
+    task: asyncio.Task[None] | None = None
+    readers: set[asyncio.Future[None]] = field(default_factory=set)
+    failed: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when ICE fails on any of this peer's connections (W3C `RTCIceConnectionState`)."""
+
+    async def _connection(self, remote: str) -> RTCPeerConnection:
+        pc = RTCPeerConnection(configuration(self.ice_servers, relay_only=self.relay_only))
+        pc.addTrack(VideoStreamTrack())
+        pc.addTrack(AudioStreamTrack())
+
+        @pc.on("iceconnectionstatechange")
+        def on_ice() -> None:
+            if pc.iceConnectionState == "failed":
+                self.failed.set()
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "video":
+                reader = asyncio.ensure_future(self._count(remote, track))
+                self.readers.add(reader)
+                reader.add_done_callback(self.readers.discard)
+
+        return pc
+
+    async def _count(self, remote: str, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                await track.recv()
+            except Exception:
+                return
+            self.frames[remote] = self.frames.get(remote, 0) + 1
+            self.got_frame.set()
+
+    async def _on_message(self, message: dict[str, Any]) -> None:
+        async with self.message_seen:
+            self.messages.append(message)
+            self.message_seen.notify_all()
+
+    async def wait_message(self, predicate: Any) -> dict[str, Any]:
+        async def found() -> dict[str, Any]:
+            async with self.message_seen:
+                while True:
+                    for message in self.messages:
+                        if predicate(message):
+                            return message
+                    await self.message_seen.wait()
+
+        return await asyncio.wait_for(found(), TIMEOUT_S)
+
+    async def join(self) -> None:
+        self.room = RoomPeer(self.url, self._connection, on_message=self._on_message)
+        welcome = await self.room.open()
+        self.task = asyncio.ensure_future(self.room.run())
+        if not welcome.waiting:
+            await self.room.offer_to_room()
+
+    async def close(self) -> None:
+        if self.room is not None:
+            await self.room.close()
+        if self.task is not None:
+            await asyncio.wait_for(self.task, TIMEOUT_S)
+
+
+@pytest.fixture(name="peers")
+async def peers_fixture() -> AsyncIterator[list[MediaPeer]]:
+    made: list[MediaPeer] = []
+    yield made
+    for peer in made:
+        await peer.close()
+
+
+async def admitted_pair(
+    served: Served, room: Room, peers: list[MediaPeer]
+) -> tuple[MediaPeer, MediaPeer]:
+    """The host joins, the participant waits, the host admits it; both receive frames."""
+    host = MediaPeer(join_url(served, room.tickets[0]))
+    guest = MediaPeer(join_url(served, room.tickets[1]))
+    peers += [host, guest]
+    await host.join()
+    await guest.join()
+    assert guest.room is not None and guest.room.welcome is not None
+    assert guest.room.welcome.waiting
+    waiting = await host.wait_message(lambda m: m["type"] == "peer-joined" and m["waiting"])
+    assert host.room is not None
+    await host.room.send({"type": "admit", "peer_id": waiting["peer_id"]})
+    await asyncio.wait_for(host.got_frame.wait(), TIMEOUT_S)
+    await asyncio.wait_for(guest.got_frame.wait(), TIMEOUT_S)
+    return host, guest
+
+
+def recorder_env(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "JISR_ENVIRONMENT": "test",
+        "JISR_DATA_DIR": str(settings.data_dir),
+        "JISR_DATABASE_URL": settings.resolved_database_url,
+        "JISR_SIGNING_KEY_PATH": str(settings.key_path),
+        "JISR_LOG_JSON": "false",
+        "JISR_SEED_DEMO": "false",
+    }
+
+
+async def start_recorder(
+    settings: Settings, served: Served, session_id: int
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "jisr.cli",
+        "teleconsult-recorder",
+        "--session",
+        str(session_id),
+        "--signalling",
+        served.ws,
+        "--host-address",
+        "127.0.0.1",
+        cwd=ROOT,
+        env=recorder_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def video_packets_sent(pc: RTCPeerConnection) -> int:
+    report = await pc.getStats()
+    return sum(
+        int(getattr(s, "packetsSent", 0))
+        for s in report.values()
+        if s.type == "outbound-rtp" and getattr(s, "kind", "") == "video"
+    )
+
+
+async def until(predicate: Any) -> None:
+    """Wait (with a deadline) for a condition only `getStats()` shows: it has no event to await."""
+
+    async def poll() -> None:
+        while not await predicate():  # noqa: ASYNC110 - getStats() has no change event
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(poll(), TIMEOUT_S)
+
+
+def count_video_frames(path: Path) -> int:
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            return 0
+        return sum(1 for _ in container.decode(video=0))
+
+
+async def test_the_recorder_records_both_participants_in_its_own_process(
+    platform: Platform, clinic: Clinic, served: Served, peers: list[MediaPeer]
+) -> None:
+    room = await make_room(clinic)
+    host, guest = await admitted_pair(served, room, peers)
+
+    process = await start_recorder(platform.settings, served, room.session_id)
+    try:
+        joined = await host.wait_message(
+            lambda m: m["type"] == "peer-joined" and m.get("role") == "recorder"
+        )
+        assert joined["peer_id"] != host.room.welcome.peer_id  # type: ignore[union-attr]
+        recorder_id = joined["peer_id"]
+
+        async def both_send_to_recorder() -> bool:
+            for peer in (host, guest):
+                pc = peer.room.connections.get(recorder_id) if peer.room else None
+                if pc is None or await video_packets_sent(pc) < 60:
+                    return False
+            return True
+
+        await until(both_send_to_recorder)
+        assert host.room is not None
+        await host.room.send({"type": "end"})
+        output, _ = await asyncio.wait_for(process.communicate(), TIMEOUT_S)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, output.decode()
+    assert process.pid != os.getpid()
+
+    async with platform.database.transaction() as session:
+        kept = list(
+            (
+                await session.scalars(
+                    select(Recording).where(Recording.teleconsult_id == room.session_id)
+                )
+            ).all()
+        )
+    assert len(kept) == 2
+    for recording in kept:
+        path = recordings_folder(platform.settings) / recording.stored_name
+        assert path.stat().st_size == recording.size
+        assert recording.media_type == recorder.MEDIA_TYPE
+        assert count_video_frames(path) > 10
+
+
+async def test_without_everyones_consent_the_recorder_is_refused(
+    platform: Platform, clinic: Clinic, served: Served, peers: list[MediaPeer]
+) -> None:
+    room = await make_room(clinic, consents=(True, None))
+    await admitted_pair(served, room, peers)
+
+    process = await start_recorder(platform.settings, served, room.session_id)
+    output, _ = await asyncio.wait_for(process.communicate(), TIMEOUT_S)
+
+    assert process.returncode == recorder.EXIT_REFUSED, output.decode()
+    assert b"consent" in output
+    async with platform.database.transaction() as session:
+        kept = (
+            await session.scalars(
+                select(Recording).where(Recording.teleconsult_id == room.session_id)
+            )
+        ).all()
+        refusals = (
+            await session.scalars(
+                select(AuditEvent).where(AuditEvent.action == "teleconsult.recorder_join")
+            )
+        ).all()
+    assert kept == []
+    assert [r.rule for r in refusals] == ["recording_not_consented"]
+    assert not recordings_folder(platform.settings).exists() or not any(
+        recordings_folder(platform.settings).iterdir()
+    )
+
+
+async def test_a_withdrawn_consent_is_refused_in_process(
+    platform: Platform, clinic: Clinic, served: Served
+) -> None:
+    """`record()` itself (as the process runs it) refuses a session where someone said no."""
+    room = await make_room(clinic, consents=(True, False))
+    outcome = await recorder.record(platform, room.session_id, signalling=served.ws)
+    assert outcome.refused is not None and "consent" in outcome.refused
+    assert outcome.stored == []
