@@ -42,6 +42,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from services.teleconsult import tokens
+from services.teleconsult.signalling.hooks import Hooks
 from services.teleconsult.tokens import JoinGrant, RoomRole
 from shared.platform import Platform
 
@@ -75,6 +76,32 @@ async def serve(app: Any) -> AsyncIterator[str]:
         server.should_exit = True
         await asyncio.wait_for(task, WAIT_S)
         sock.close()
+
+
+async def _settings_ice_servers(platform: Platform, grant: JoinGrant) -> list[dict[str, Any]]:
+    stun = platform.settings.stun_urls
+    return [{"urls": list(stun)}] if stun else []
+
+
+async def _admit_anyone(platform: Platform, grant: JoinGrant) -> None:
+    """The join token alone decides: rooms with no session row behind them."""
+
+
+async def _record_nothing(platform: Platform, grant: JoinGrant, *args: str) -> None:
+    """Rooms with no session row: nothing to record."""
+
+
+def standalone_hooks(**overrides: Any) -> Hooks:
+    """Hooks for signalling tested alone (no session rows): STUN from settings, the token decides."""
+    return Hooks(
+        **{
+            "ice_servers": _settings_ice_servers,
+            "check_entry": _admit_anyone,
+            "end_session": _record_nothing,
+            "peer_left": _record_nothing,
+            **overrides,
+        }
+    )
 
 
 def join_token(

@@ -20,6 +20,7 @@ from services.teleconsult.signalling.router import Signalling, install, router
 from shared.platform import Platform
 from shared.settings import Settings
 from shared.web import make_app
+from tests.teleconsult.peers import standalone_hooks
 
 
 async def main(namespace: str, liveness_s: float) -> None:
@@ -27,7 +28,12 @@ async def main(namespace: str, liveness_s: float) -> None:
     platform = Platform.from_settings(settings)
     app = make_app("signalling replica", [router], platform=platform)
     signalling = install(
-        app, Signalling(platform, RedisBus(settings.signalling_url, namespace=namespace, liveness_s=liveness_s))
+        app,
+        Signalling(
+            platform,
+            RedisBus(settings.signalling_url, namespace=namespace, liveness_s=liveness_s),
+            standalone_hooks(),
+        ),
     )
     await signalling.start()
     sock = socket.socket()

@@ -22,7 +22,7 @@ from shared.platform import Platform
 from shared.settings import Settings
 from shared.web import make_app
 from tests.conftest import make_settings
-from tests.teleconsult.peers import SignallingClient, join_token, serve
+from tests.teleconsult.peers import SignallingClient, join_token, serve, standalone_hooks
 
 SID = 41
 SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
@@ -54,7 +54,7 @@ class Recorded:
         async def peer_left(platform: Platform, grant: JoinGrant) -> None:
             self.left.append(grant.peer)
 
-        return Hooks(end_session=end_session, peer_left=peer_left)
+        return standalone_hooks(end_session=end_session, peer_left=peer_left)
 
 
 @dataclass
@@ -286,10 +286,10 @@ async def test_a_flood_closes_the_flooding_socket_and_not_its_room(
 ) -> None:
     settings = make_settings(tmp_path, signing_key, sqlite_url, signalling_max_messages_per_s=5)
     platform = Platform.from_settings(settings)
-    app, _ = signalling_app(platform, Hooks())
+    app, _ = signalling_app(platform, standalone_hooks())
     try:
         async with serve(app) as base:
-            room = Room(base, platform, Signalling(platform, MemoryBus()), Recorded())
+            room = Room(base, platform, Signalling(platform, MemoryBus(), standalone_hooks()), Recorded())
             async with room.open("user:1", RoomRole.HOST) as host, room.open("user:2") as guest:
                 await admitted_pair(room, host, guest)
                 for i in range(20):

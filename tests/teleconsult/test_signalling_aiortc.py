@@ -25,6 +25,7 @@ from tests.teleconsult.peers import (
     join_token,
     loopback_candidates,
     serve,
+    standalone_hooks,
 )
 
 SID = 5
@@ -44,7 +45,7 @@ def loopback() -> Iterator[None]:
 @pytest.fixture
 async def base(platform: Platform) -> AsyncIterator[str]:
     app = make_app("signalling under test", [router], platform=platform)
-    install(app, Signalling(platform, MemoryBus()))
+    install(app, Signalling(platform, MemoryBus(), standalone_hooks()))
     async with serve(app) as url:
         yield url
 

@@ -27,7 +27,7 @@ from shared.platform import Platform
 from shared.settings import Settings
 from shared.web import make_app
 from tests.conftest import REDIS_URL, make_settings, need
-from tests.teleconsult.peers import WAIT_S, SignallingClient, join_token, serve
+from tests.teleconsult.peers import WAIT_S, SignallingClient, join_token, serve, standalone_hooks
 
 SID = 77
 SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
@@ -68,7 +68,7 @@ async def replica(settings: Settings, namespace: str, *, liveness_s: float = 15.
     platform = Platform.from_settings(settings)
     app = make_app("replica", [router], platform=platform)
     bus = RedisBus(REDIS_URL, namespace=namespace, liveness_s=liveness_s)
-    signalling = install(app, Signalling(platform, bus))
+    signalling = install(app, Signalling(platform, bus, standalone_hooks()))
     await signalling.start()
     try:
         async with serve(app) as base:

@@ -315,6 +315,8 @@ class _Peer:
                 self.signalling.platform, self.grant, message.outcome, message.note
             )
         except JisrError as exc:
+            if exc.refusal is not None:
+                await audit.write_refusal(self.signalling.platform.database, exc.refusal)
             return ProtocolError(ErrorCode.END_FAILED, exc.detail or exc.slug)
         ended = {"type": "ended", "by": peer, "outcome": message.outcome}
         await self.bus.update(self.session_id, lambda state, _alive: room.end(state, ended))
