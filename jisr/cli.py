@@ -8,7 +8,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from jisr import imaging_upload
+from jisr import imaging_upload, serve, topology
 from services.teleconsult import recorder as teleconsult_recorder
 from shared import logs, migrations
 from shared.platform import Platform
@@ -106,9 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     seed_p.add_argument("--demo", action="store_true")
     imaging_upload.add_parser(sub)
     teleconsult_recorder.add_parser(sub)
+    serve.add_parser(sub)
+    topology.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "imaging":
         return imaging_upload.main(args)
+    if args.command == "serve":
+        return serve.main(args)
+    if args.command == "run-services":
+        return topology.main(args)
 
     settings = get_settings()
     logs.configure(settings.log_level, json_lines=settings.log_json)

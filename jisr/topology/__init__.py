@@ -1,0 +1,555 @@
+"""`jisr run-services`: the production topology of docker-compose.yml as processes on this machine.
+
+This machine's PostgreSQL and Redis; two Orthancs (the local hospital's and a
+partner's) and coturn started from `infra/` adapted to loopback ports; each
+service on its own port through `jisr serve`; a Celery worker and beat on
+Redis; nginx in front on one port with the same paths as the embedded app.
+Migrations and the demo seed run once, as compose's `migrate` step does.
+
+`running()` is a context manager that starts everything, waits until it is
+ready, yields a `Topology` (the URLs, credentials and the processes) and stops
+everything in reverse order; the CLI and the test fixtures both use it. Tests
+that break things on purpose use `Topology.processes[name]` (`signal`, `stop`,
+`start`) and `Topology.wait_ready(name)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg  # type: ignore[import-untyped]
+import httpx
+import redis
+
+from jisr.topology import configs
+from jisr.topology.processes import (
+    Process,
+    TopologyError,
+    free_ports,
+    listening,
+    wait_until,
+)
+
+__all__ = [
+    "OrthancEndpoint",
+    "Topology",
+    "TopologyError",
+    "add_parser",
+    "main",
+    "missing_parts",
+    "running",
+]
+
+log = logging.getLogger("jisr.topology")
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("referral", "imaging", "teleconsult")
+ORTHANC = Path(os.environ.get("JISR_ORTHANC", "/usr/sbin/Orthanc"))
+PLUGINS = Path("/usr/share/orthanc/plugins")
+PARTS = {
+    "nginx": "nginx",
+    "Orthanc": str(ORTHANC),
+    "turnserver": "turnserver",
+}
+LOCAL_INSTITUTION = "DZ-ORAN-EHU"
+"""The demo institution whose originals the local Orthanc keeps."""
+PARTNER_INSTITUTION = "FR-PARIS-APHP"
+"""The demo partner whose own store the second Orthanc stands for."""
+ORTHANC_USERNAME = "jisr"
+DEFAULT_POSTGRES = os.environ.get(
+    "JISR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def missing_parts() -> list[str]:
+    """The programs of the topology this machine lacks (empty when it can run)."""
+    missing = [name for name, program in PARTS.items() if shutil.which(program) is None]
+    if not (PLUGINS / "libOrthancDicomWeb.so").exists():
+        missing.append("orthanc-dicomweb")
+    return missing
+
+
+@dataclass(frozen=True)
+class OrthancEndpoint:
+    url: str
+    username: str
+    password: str
+
+
+@dataclass
+class Topology:
+    """A running topology: where each part answers and its processes."""
+
+    proxy_url: str
+    service_urls: dict[str, str]
+    orthancs: dict[str, OrthancEndpoint]
+    turn_url: str
+    turn_secret: str
+    database_url: str
+    broker_url: str
+    signalling_url: str
+    data_dir: Path
+    log_dir: Path
+    env: dict[str, str]
+    worker_hostname: str
+    processes: dict[str, Process] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    exit_codes: dict[str, int | None] = field(default_factory=dict)
+    """Filled in when the topology stops: each process's exit code (negative: by signal)."""
+
+    def wait_ready(self, name: str, timeout_s: float = 60.0) -> None:
+        """Wait until the part `name` (a key of `processes`) answers again."""
+        process = self.processes[name]
+        wait_until(name, self._probe(name), watch=[process], timeout_s=timeout_s)
+
+    def _probe(self, name: str) -> Any:
+        if name in self.service_urls:
+            return lambda: _http_ok(self.service_urls[name] + "/readyz")
+        if name.startswith("orthanc-"):
+            o = self.orthancs[name.removeprefix("orthanc-")]
+            return lambda: _http_ok(o.url + "/system", auth=(o.username, o.password))
+        if name == "proxy":
+            return lambda: _http_ok(self.proxy_url + "/healthz")
+        if name == "coturn":
+            port = int(self.turn_url.rsplit(":", 1)[1].split("?")[0])
+            return lambda: listening("127.0.0.1", port)
+        if name == "worker":
+            return lambda: _worker_answers(self.broker_url, self.worker_hostname)
+        return lambda: self.processes[name].alive
+
+
+def _http_ok(url: str, auth: tuple[str, str] | None = None) -> bool:
+    try:
+        return httpx.get(url, auth=auth, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _worker_answers(broker_url: str, hostname: str) -> bool:
+    from celery import Celery
+
+    probe = Celery("probe", broker=broker_url)
+    try:
+        return bool(probe.control.ping(destination=[hostname], timeout=0.5))
+    except Exception:  # the broker not answering yet is "not ready", not an error
+        return False
+    finally:
+        probe.close()
+
+
+# -- the shared parts: PostgreSQL and Redis --------------------------------------------------
+
+
+async def _create_databases(admin_dsn: str, names: list[str], *, fresh: bool) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        for name in names:
+            if fresh:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if not exists:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def _drop_databases(admin_dsn: str, names: list[str]) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        for name in names:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def _attach_stores(database_url: str, stores: dict[str, str]) -> None:
+    """Point the demo institutions' `imaging_store` at this run's Orthancs."""
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(dsn)
+    try:
+        for code, url in stores.items():
+            await conn.execute(
+                "UPDATE institutions SET imaging_store = $1 WHERE code = $2", url, code
+            )
+    finally:
+        await conn.close()
+
+
+def check_redis(url: str) -> list[str]:
+    """Warnings about the Redis at `url`: it must answer, and keep tasks (`noeviction`).
+
+    The machine's Redis is not ours to reconfigure: say what is wrong, change nothing.
+    """
+    client = redis.Redis.from_url(url, socket_connect_timeout=2.0)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise TopologyError(f"Redis at {url} does not answer: {exc}") from exc
+    try:
+        policy = str(client.config_get("maxmemory-policy").get("maxmemory-policy", "?"))
+    except redis.RedisError:
+        return [f"could not read Redis's maxmemory-policy at {url} (CONFIG refused)"]
+    finally:
+        client.close()
+    wanted = configs.redis_policy()
+    if policy != wanted:
+        return [
+            f"Redis at {url} runs with maxmemory-policy {policy}: under memory pressure it may "
+            f"drop queued tasks; set `maxmemory-policy {wanted}` (infra/redis/redis.conf)"
+        ]
+    return []
+
+
+def _flush(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+# -- the topology -----------------------------------------------------------------------------
+
+
+@contextmanager
+def running(
+    root: Path,
+    *,
+    proxy_port: int | None = None,
+    database: str = "jisr_services",
+    postgres: str = DEFAULT_POSTGRES,
+    redis_url: str = "redis://127.0.0.1:6379",
+    redis_db: int = 2,
+    demo: bool = True,
+    fresh: bool = False,
+    drop_databases: bool = False,
+    timeout_s: float = 90.0,
+) -> Iterator[Topology]:
+    """Start the topology under `root` (data, logs, configurations); stop it on exit.
+
+    `database` names the Jisr database (Orthanc's indexes get `<database>_orthanc_*`);
+    Redis databases `redis_db` (broker) and `redis_db + 1` (signalling) are emptied first,
+    so give each concurrent topology its own. `fresh` drops the databases before;
+    `drop_databases` drops them after (tests).
+    """
+    missing = missing_parts()
+    if missing:
+        raise TopologyError(f"missing on this machine: {', '.join(missing)}")
+    root = root.resolve()
+    log_dir, data_dir, conf_dir = root / "logs", root / "data", root / "conf"
+    for folder in (log_dir, data_dir, conf_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+
+    pg = urlsplit(postgres)
+    orthanc_dbs = {"local": f"{database}_orthanc_local", "partner": f"{database}_orthanc_partner"}
+    names = [database, *orthanc_dbs.values()]
+    asyncio.run(_create_databases(postgres, names, fresh=fresh))
+    base = postgres.rsplit("/", 1)[0]
+    database_url = base.replace("postgresql://", "postgresql+asyncpg://") + f"/{database}"
+    broker_url = f"{redis_url.rstrip('/')}/{redis_db}"
+    signalling_url = f"{redis_url.rstrip('/')}/{redis_db + 1}"
+    warnings = check_redis(broker_url)
+    for url in (broker_url, signalling_url):
+        _flush(url)
+
+    ports = free_ports(11)
+    proxy_port = proxy_port or ports[0]
+    service_ports = dict(zip(SERVICES, ports[1:4], strict=True))
+    orthanc_ports = {"local": (ports[4], ports[5]), "partner": (ports[6], ports[7])}
+    turn_port = ports[8]
+    orthanc_password = secrets.token_urlsafe(18)
+    turn_secret = secrets.token_urlsafe(24)
+    turn_url = f"turn:127.0.0.1:{turn_port}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("JISR_")},
+        "JISR_ENVIRONMENT": "development",
+        "JISR_DATABASE_URL": database_url,
+        "JISR_BROKER_URL": broker_url,
+        "JISR_SIGNALLING_URL": signalling_url,
+        "JISR_DATA_DIR": str(data_dir),
+        "JISR_ORTHANC_USERNAME": ORTHANC_USERNAME,
+        "JISR_ORTHANC_PASSWORD": orthanc_password,
+        "JISR_TURN_SECRET": turn_secret,
+        "JISR_TURN_URLS": json.dumps([f"{turn_url}?transport=udp", f"{turn_url}?transport=tcp"]),
+        "JISR_LOG_JSON": "true",
+        "JISR_SEED_DEMO": "true" if demo else "false",
+        "ORTHANC_DB_PASSWORD": "",
+        "PYTHONUNBUFFERED": "1",
+    }
+    topology = Topology(
+        proxy_url=f"http://127.0.0.1:{proxy_port}",
+        service_urls={name: f"http://127.0.0.1:{port}" for name, port in service_ports.items()},
+        orthancs={
+            which: OrthancEndpoint(f"http://127.0.0.1:{http}", ORTHANC_USERNAME, orthanc_password)
+            for which, (http, _) in orthanc_ports.items()
+        },
+        turn_url=turn_url,
+        turn_secret=turn_secret,
+        database_url=database_url,
+        broker_url=broker_url,
+        signalling_url=signalling_url,
+        data_dir=data_dir,
+        log_dir=log_dir,
+        env=env,
+        worker_hostname=f"run-services-{secrets.token_hex(4)}@localhost",
+        warnings=warnings,
+    )
+    python = sys.executable
+    jisr = [python, "-m", "jisr.cli"]
+
+    # Migrations and the seed, once, before any service: compose's `migrate` step.
+    for step in (["migrate"], ["seed", "--demo"] if demo else ["seed"]):
+        _run_step(jisr + step, env, log_dir / "migrate.log")
+
+    pg_plugin = (PLUGINS / configs.POSTGRESQL_INDEX_PLUGIN).exists()
+    if not pg_plugin:
+        topology.warnings.append(
+            "orthanc-postgresql is not installed: the Orthancs index in SQLite here"
+        )
+    processes: dict[str, Process] = {}
+    for which, (http, dicom) in orthanc_ports.items():
+        folder = root / f"orthanc-{which}"
+        folder.mkdir(exist_ok=True)
+        config = configs.orthanc_config(
+            which,
+            http_port=http,
+            dicom_port=dicom,
+            folder=folder,
+            postgres={
+                "Host": pg.hostname or "127.0.0.1",
+                "Port": pg.port or 5432,
+                "Database": orthanc_dbs[which],
+                "Username": pg.username or "postgres",
+                "Password": pg.password or "",
+                "Lock": False,
+            }
+            if pg_plugin
+            else None,
+        )
+        path = conf_dir / f"orthanc-{which}.json"
+        path.write_text(json.dumps(config, indent=2))
+        processes[f"orthanc-{which}"] = Process(
+            f"orthanc-{which}", [str(ORTHANC), str(path)], env, log_dir / f"orthanc-{which}.log"
+        )
+
+    coturn_conf = conf_dir / "turnserver.conf"
+    coturn_conf.write_text(
+        configs.coturn_conf(pidfile=root / "turnserver.pid", log_file=log_dir / "coturn.log")
+    )
+    relay = ports[9]
+    processes["coturn"] = Process(
+        "coturn",
+        [
+            "turnserver",
+            *configs.coturn_args(
+                coturn_conf, port=turn_port, secret=turn_secret, min_port=relay, max_port=relay + 40
+            ),
+        ],
+        env,
+        log_dir / "coturn.out",
+    )
+    for name, port in service_ports.items():
+        processes[name] = Process(
+            name,
+            [*jisr, "serve", name, "--host", "127.0.0.1", "--port", str(port)],
+            env,
+            log_dir / f"{name}.log",
+            cwd=ROOT,
+        )
+    processes["worker"] = Process(
+        "worker",
+        [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "shared.tasks",
+            "worker",
+            "--queues=jisr",
+            "--loglevel=INFO",
+            "--concurrency=2",
+            "--without-gossip",
+            "--without-mingle",
+            f"--hostname={topology.worker_hostname}",
+        ],
+        env,
+        log_dir / "worker.log",
+        cwd=ROOT,
+    )
+    processes["beat"] = Process(
+        "beat",
+        [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "shared.tasks",
+            "beat",
+            "--loglevel=INFO",
+            f"--schedule={data_dir / 'celerybeat-schedule'}",
+        ],
+        env,
+        log_dir / "beat.log",
+        cwd=ROOT,
+    )
+    nginx_dir = root / "nginx"
+    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (nginx_dir / "tmp" / kind).mkdir(parents=True, exist_ok=True)
+    server_conf = conf_dir / "jisr.conf"
+    server_conf.write_text(
+        configs.nginx_server(
+            port=proxy_port,
+            upstreams={name: f"127.0.0.1:{port}" for name, port in service_ports.items()},
+        )
+    )
+    main_conf = conf_dir / "nginx.conf"
+    main_conf.write_text(
+        configs.nginx_main(prefix=nginx_dir, server_conf=server_conf, run_as_root=os.geteuid() == 0)
+    )
+    processes["proxy"] = Process(
+        "proxy",
+        ["nginx", "-p", str(nginx_dir), "-c", str(main_conf), "-e", "stderr"],
+        env,
+        log_dir / "proxy.log",
+    )
+    topology.processes = processes
+
+    order = [
+        "orthanc-local",
+        "orthanc-partner",
+        "coturn",
+        *SERVICES,
+        "worker",
+        "beat",
+        "proxy",
+    ]
+    with ExitStack() as stack:
+        stack.callback(_stop_all, [processes[name] for name in order], topology.exit_codes)
+        if drop_databases:
+            stack.callback(lambda: asyncio.run(_drop_databases(postgres, names)))
+            stack.callback(_flush, signalling_url)
+            stack.callback(_flush, broker_url)
+        for name in order[:3]:
+            processes[name].start()
+        for name in order[:3]:
+            topology.wait_ready(name, timeout_s)
+        asyncio.run(
+            _attach_stores(
+                database_url,
+                {
+                    LOCAL_INSTITUTION: topology.orthancs["local"].url,
+                    PARTNER_INSTITUTION: topology.orthancs["partner"].url,
+                },
+            )
+        )
+        for name in order[3:]:
+            processes[name].start()
+        for name in order[3:]:
+            topology.wait_ready(name, timeout_s)
+        yield topology
+
+
+def _run_step(argv: list[str], env: dict[str, str], log_file: Path) -> None:
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(  # noqa: S603 - our own command
+        argv, env=env, cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    with log_file.open("a") as out:
+        out.write(done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise TopologyError(
+            f"{' '.join(argv[2:])} failed ({done.returncode}):\n{done.stderr[-3000:]}"
+        )
+    if done.stdout.strip():
+        print(done.stdout.strip(), flush=True)
+
+
+def _stop_all(processes: list[Process], exit_codes: dict[str, int | None]) -> None:
+    """Stop in reverse start order; a second Ctrl-C must not leave half of them running."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+    try:
+        for process in reversed(processes):
+            exit_codes[process.name] = process.stop()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+# -- the command --------------------------------------------------------------------------------
+
+
+def add_parser(sub: Any) -> None:
+    cmd = sub.add_parser(
+        "run-services",
+        help="run the production topology as processes here (PostgreSQL, Redis, Orthanc, coturn, nginx)",
+    )
+    cmd.add_argument("--port", type=int, default=8080, help="the proxy's port (default 8080)")
+    cmd.add_argument("--dir", type=Path, default=Path("var/run-services"))
+    cmd.add_argument("--database", default="jisr_services")
+    cmd.add_argument("--postgres", default=DEFAULT_POSTGRES, help="an administrator's DSN")
+    cmd.add_argument("--redis", default="redis://127.0.0.1:6379")
+    cmd.add_argument("--redis-db", type=int, default=2, help="broker; signalling uses the next")
+    cmd.add_argument("--fresh", action="store_true", help="drop the databases first")
+
+
+def main(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with running(
+            args.dir,
+            proxy_port=args.port,
+            database=args.database,
+            postgres=args.postgres,
+            redis_url=args.redis,
+            redis_db=args.redis_db,
+            fresh=args.fresh,
+        ) as topology:
+            _print_urls(topology)
+            try:
+                while not stop.wait(1.0):
+                    for process in topology.processes.values():
+                        process.check()
+            except KeyboardInterrupt:
+                pass
+            print("stopping ...", flush=True)
+    except TopologyError as exc:
+        print(f"run-services: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+    return 0
+
+
+def _print_urls(t: Topology) -> None:
+    lines = [
+        f"Jisr (production topology) on {t.proxy_url}  (pages at /login, API docs per service below)",
+        *(
+            f"  {name:<12} {url}  (/readyz, /metrics, /docs)"
+            for name, url in t.service_urls.items()
+        ),
+        *(f"  orthanc-{w:<4} {o.url}  (user {o.username})" for w, o in t.orthancs.items()),
+        f"  coturn       {t.turn_url}",
+        f"  database     {t.database_url}",
+        f"  broker       {t.broker_url}   signalling {t.signalling_url}",
+        f"  logs         {t.log_dir}",
+        *(f"  warning: {w}" for w in t.warnings),
+        "Ctrl-C stops everything.",
+    ]
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,219 @@
+"""The production topology on this machine (`jisr run-services`), used through its one origin.
+
+Real PostgreSQL and Redis, two Orthancs on the PostgreSQL index, coturn, the three
+services each in its own process, a Celery worker and beat, nginx in front: a demo
+user signs in, submits a referral, stores a study, and the metrics move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+
+from jisr.topology import OrthancEndpoint, Topology
+from tests.integration.test_health_metrics import sample
+from tests.topology import topology  # noqa: F401 - the fixture, used by name
+
+DEMO_PASSWORD = "jisr-demo"
+
+
+def token(t: Topology, username: str) -> str:
+    answer = httpx.post(
+        t.proxy_url + "/auth/token", data={"username": username, "password": DEMO_PASSWORD}
+    )
+    assert answer.status_code == 200, answer.text
+    value: str = answer.json()["access_token"]
+    return value
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+def referral_body() -> dict[str, object]:
+    return {
+        "patient": {
+            "local_id": f"ORAN-{uuid.uuid4().hex[:8]}",
+            "name": "Amina Belkacem",
+            "sex": "F",
+            "birth_date": "1971-03-02",
+        },
+        "question": "Graft dysfunction three months after kidney transplant: biopsy?",
+        "summary": "Creatinine rising from 110 to 190 µmol/L over six weeks.",
+        "specialty": "nephrology",
+        "urgency": "routine",
+        "service": "second_opinion",
+        "languages": ["fr"],
+    }
+
+
+def test_every_part_is_ready_behind_one_origin(topology: Topology) -> None:  # noqa: F811
+    assert httpx.get(topology.proxy_url + "/healthz").json() == {"status": "ok"}
+    for service in ("referral", "imaging", "teleconsult"):
+        ready = httpx.get(f"{topology.proxy_url}/_ops/{service}/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["service"] == service
+    imaging = httpx.get(topology.proxy_url + "/_ops/imaging/readyz").json()
+    assert set(imaging["stores"]) == {"DZ-ORAN-EHU", "FR-PARIS-APHP"}
+    assert all(answer.startswith("Orthanc 1.") for answer in imaging["stores"].values())
+    teleconsult = httpx.get(topology.proxy_url + "/_ops/teleconsult/readyz").json()
+    assert teleconsult["signalling"] == "ok" and teleconsult["broker"] == "ok"
+    # The public origin does not publish metrics; operators read them at /_ops/.
+    assert httpx.get(topology.proxy_url + "/metrics").status_code == 404
+
+
+def test_a_demo_user_signs_in_and_a_wrong_password_is_refused(
+    topology: Topology,  # noqa: F811
+) -> None:
+    good = token(topology, "oran.referrer")
+    me = httpx.get(topology.proxy_url + "/api/users/me", headers=bearer(good))
+    assert me.status_code == 200 and me.json()["username"] == "oran.referrer"
+    wrong = httpx.post(
+        topology.proxy_url + "/auth/token",
+        data={"username": "oran.referrer", "password": "not-the-password"},
+    )
+    assert wrong.status_code == 401
+    assert httpx.get(topology.proxy_url + "/api/users/me").status_code == 401
+
+
+def test_a_referral_submitted_through_the_proxy_is_counted(
+    topology: Topology,  # noqa: F811
+) -> None:
+    metrics_url = topology.proxy_url + "/_ops/referral/metrics"
+    before = httpx.get(metrics_url).text
+    referrer = token(topology, "oran.referrer")
+    key = uuid.uuid4().hex
+    headers = {**bearer(referrer), "Idempotency-Key": key}
+    body = referral_body()
+    first = httpx.post(topology.proxy_url + "/api/referrals", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    again = httpx.post(topology.proxy_url + "/api/referrals", json=body, headers=headers)
+    assert again.status_code == 201 and again.json()["id"] == first.json()["id"]
+    # A specialist of the partner may not submit on Oran's behalf.
+    specialist = token(topology, "aphp.specialist")
+    refused = httpx.post(
+        topology.proxy_url + "/api/referrals",
+        json=referral_body(),
+        headers={**bearer(specialist), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert refused.status_code == 403, refused.text
+    after = httpx.get(metrics_url).text
+    name = "jisr_http_requests_total"
+    labels = {"service": "referral", "route": "/api/referrals", "method": "POST"}
+    moved = (sample(after, name, status="201", **labels) or 0) - (
+        sample(before, name, status="201", **labels) or 0
+    )
+    assert moved == 2
+    assert (sample(after, name, status="403", **labels) or 0) >= 1
+    status = first.json()["status"]
+    assert (sample(after, "jisr_referrals", status=status) or 0) >= 1
+    assert sample(after, "jisr_metrics_source_up", source="broker") == 1
+
+
+def stow_body(path: Path) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = (
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        + path.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f'multipart/related; type="application/dicom"; boundary={boundary}'
+
+
+def test_a_study_stored_through_the_proxy_lands_in_the_local_orthanc_only(
+    topology: Topology,  # noqa: F811
+) -> None:
+    path = Path(str(get_testdata_file("CT_small.dcm")))
+    study_uid = str(dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+    body, content_type = stow_body(path)
+    stranger = token(topology, "aphp.specialist")
+    refused = httpx.post(
+        topology.proxy_url + "/dicomweb/studies",
+        content=body,
+        headers={**bearer(stranger), "Content-Type": content_type},
+    )
+    assert refused.status_code == 403, refused.text
+    radiologist = token(topology, "oran.radiologist")
+    stored = httpx.post(
+        topology.proxy_url + "/dicomweb/studies",
+        content=body,
+        headers={
+            **bearer(radiologist),
+            "Content-Type": content_type,
+            "Accept": "application/dicom+json",
+        },
+        timeout=60,
+    )
+    assert stored.status_code == 200, stored.text
+    local, partner = topology.orthancs["local"], topology.orthancs["partner"]
+
+    def studies(o: OrthancEndpoint) -> list[str]:
+        found = httpx.post(
+            f"{o.url}/tools/find",
+            json={"Level": "Study", "Query": {"StudyInstanceUID": study_uid}},
+            auth=(o.username, o.password),
+        )
+        assert found.status_code == 200, found.text
+        ids: list[str] = found.json()
+        return ids
+
+    assert len(studies(local)) == 1
+    assert studies(partner) == []
+    # Orthanc answers nobody without its credentials.
+    assert httpx.get(local.url + "/system").status_code == 401
+
+
+def test_teleconsult_answers_its_paths_through_the_proxy(topology: Topology) -> None:  # noqa: F811
+    referrer = token(topology, "oran.referrer")
+    listed = httpx.get(topology.proxy_url + "/api/teleconsults", headers=bearer(referrer))
+    assert listed.status_code == 200, listed.text
+    assert httpx.get(topology.proxy_url + "/api/teleconsults").status_code == 401
+    metrics = httpx.get(topology.proxy_url + "/_ops/teleconsult/metrics").text
+    for status in ("200", "401"):
+        counted = sample(
+            metrics,
+            "jisr_http_requests_total",
+            service="teleconsult",
+            route="/api/teleconsults",
+            status=status,
+        )
+        assert counted is not None and counted >= 1
+
+
+async def test_the_signalling_socket_upgrades_through_the_proxy_to_teleconsult(
+    topology: Topology,  # noqa: F811
+) -> None:
+    """A socket with a bad join token is accepted by teleconsult, then closed by policy (1008).
+
+    The referral service would refuse the handshake itself: the close code proves the
+    upgrade crossed the proxy and reached the right service.
+    """
+    url = topology.proxy_url.replace("http://", "ws://") + "/ws/teleconsults/1?token=not-a-token"
+    origin = topology.proxy_url
+    async with websockets.connect(url, origin=origin, open_timeout=10) as socket:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(socket.recv(), timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+def test_the_worker_and_beat_run_on_redis(topology: Topology) -> None:  # noqa: F811
+    from celery import Celery
+
+    probe = Celery("probe", broker=topology.broker_url)
+    try:
+        answers = probe.control.ping(destination=[topology.worker_hostname], timeout=5)
+    finally:
+        probe.close()
+    assert answers and json.dumps(answers).count("pong") == 1
+    assert topology.processes["beat"].alive
+    assert (topology.data_dir / "celerybeat-schedule").exists() or any(
+        p.name.startswith("celerybeat-schedule") for p in topology.data_dir.iterdir()
+    )

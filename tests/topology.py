@@ -1,0 +1,57 @@
+"""The production topology (`jisr run-services`) as a pytest fixture, for tests that go through the proxy.
+
+Use it from a test module with `from tests.topology import topology  # noqa: F401`
+(module scope: one start, about ten seconds, for the module's tests). It runs on
+its own PostgreSQL databases (dropped afterwards) and on Redis databases
+`TOPOLOGY_REDIS_DB` and the next one, emptied before and after: two modules that
+run topologies at the same time need different ones (`JISR_TEST_TOPOLOGY_REDIS_DB`).
+
+When nginx, Orthanc (with its DICOMweb plugin) or coturn is missing, the tests are
+skipped with one line, or fail under JISR_REQUIRE_SERVICES=1 (.ci/run).
+
+Teardown checks that every process stopped on SIGTERM, none killed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+from jisr.topology import Topology, missing_parts, running
+from tests.conftest import PG_DSN, missing_part, need
+
+TOPOLOGY_REDIS_DB = int(os.environ.get("JISR_TEST_TOPOLOGY_REDIS_DB", "10"))
+
+
+def require_topology() -> None:
+    missing = missing_parts()
+    if missing:
+        missing_part(
+            f"the services topology needs {', '.join(missing)}: "
+            "apt install nginx orthanc orthanc-dicomweb orthanc-postgresql coturn"
+        )
+    dsn = urlsplit(PG_DSN)
+    need("PostgreSQL", dsn.hostname or "127.0.0.1", dsn.port or 5432)
+    need("Redis", "127.0.0.1", 6379)
+
+
+@pytest.fixture(scope="module")
+def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
+    """Everything of docker-compose.yml running here, behind nginx; stopped after the module."""
+    require_topology()
+    root = tmp_path_factory.mktemp("topology")
+    with running(
+        root,
+        database=f"jisr_topo_{uuid.uuid4().hex[:8]}",
+        postgres=PG_DSN,
+        redis_db=TOPOLOGY_REDIS_DB,
+        drop_databases=True,
+    ) as started:
+        yield started
+    killed = {name: code for name, code in started.exit_codes.items() if code == -signal.SIGKILL}
+    assert not killed, f"these did not stop on SIGTERM and were killed: {killed}"
