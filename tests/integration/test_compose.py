@@ -1,0 +1,499 @@
+"""docker-compose.yml and infra/ checked against the code, with no Docker engine.
+
+Every container's command parses with the real `jisr` and `celery` command lines;
+every `JISR_*` variable is a setting; the proxy routes every public path of each
+service to that service and nginx accepts its configuration; Orthanc, coturn,
+Redis and Celery keep their safe settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import ipaddress
+import json
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from celery.bin.base import CLIContext
+from celery.bin.beat import beat as celery_beat
+from celery.bin.worker import worker as celery_worker
+from fastapi.routing import APIRoute, APIWebSocketRoute
+
+from jisr import cli, serve
+from jisr.topology import configs
+from shared import health, tasks
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+APP_SERVICES = ("referral", "imaging", "teleconsult")
+GIT = shutil.which("git") or "git"
+ENV_EXAMPLES = sorted((ROOT / "infra" / "env").glob("*.env.example"))
+
+
+def command(name: str) -> list[str]:
+    cmd = SERVICES[name]["command"]
+    return shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+
+
+def steps(argv: list[str]) -> list[list[str]]:
+    """The commands of `sh -c "a && b"`, or the one command."""
+    if argv[:2] == ["sh", "-c"]:
+        return [shlex.split(part) for part in argv[2].split("&&")]
+    return [argv]
+
+
+class Parsed(Exception):
+    def __init__(self, namespace: argparse.Namespace) -> None:
+        self.namespace = namespace
+
+
+def parse_jisr(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> argparse.Namespace:
+    """What the real `jisr` command line makes of `argv`, without running it."""
+    real = argparse.ArgumentParser.parse_args
+
+    def capture(self: argparse.ArgumentParser, args: Any = None, namespace: Any = None) -> Any:
+        raise Parsed(real(self, args, namespace))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(argparse.ArgumentParser, "parse_args", capture)
+        with pytest.raises(Parsed) as parsed:
+            cli.main(argv)
+    return parsed.value.namespace
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """NAME=value lines, the commented-out examples included."""
+    found = {}
+    for line in path.read_text().splitlines():
+        line = line.strip().removeprefix("#").strip()
+        match = re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line)
+        if match:
+            found[match.group(1)] = match.group(2)
+    return found
+
+
+def active_env(path: Path) -> dict[str, str]:
+    lines = [ln for ln in path.read_text().splitlines() if ln and not ln.startswith("#")]
+    return dict(ln.split("=", 1) for ln in lines)
+
+
+# -- the containers and their commands ----------------------------------------------------------
+
+
+def test_the_compose_file_has_every_part_of_the_design() -> None:
+    assert set(SERVICES) == {
+        "postgres",
+        "redis",
+        "orthanc",
+        "orthanc-partner",
+        "coturn",
+        "migrate",
+        *APP_SERVICES,
+        "worker",
+        "beat",
+        "proxy",
+    }
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_each_service_container_serves_that_service_with_jisr_serve(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = command(name)
+    assert argv[0] == "jisr"
+    args = parse_jisr(argv[1:], monkeypatch)
+    assert args.command == "serve" and args.service == name
+    module = importlib.import_module(f"services.{name}.app")
+    assert callable(module.create_app)
+    assert SERVICES[name]["expose"] == ["8000"]
+    assert "/readyz" in str(SERVICES[name]["healthcheck"]["test"])
+
+
+def test_an_unknown_service_is_refused_by_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(SystemExit):
+        parse_jisr(["serve", "billing"], monkeypatch)
+    with pytest.raises(ValueError, match="no service"):
+        serve.service_app("billing", None)  # type: ignore[arg-type]
+
+
+def test_migrate_runs_jisr_commands_that_exist_and_every_service_waits_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    commands = steps(command("migrate"))
+    assert [c[:2] for c in commands] == [["jisr", "migrate"], ["jisr", "seed"]]
+    for argv in commands:
+        assert parse_jisr(argv[1:], monkeypatch).command == argv[1]
+    assert SERVICES["migrate"]["restart"] == "no"
+    for name in (*APP_SERVICES, "worker", "beat"):
+        assert SERVICES[name]["depends_on"]["migrate"] == {
+            "condition": "service_completed_successfully"
+        }, name
+
+
+@pytest.mark.parametrize(
+    ("name", "click_command"), [("worker", celery_worker), ("beat", celery_beat)]
+)
+def test_worker_and_beat_run_the_celery_app_with_options_celery_accepts(
+    name: str, click_command: Any
+) -> None:
+    argv = command(name)
+    assert argv[:3] == ["celery", "-A", "shared.tasks"] and argv[3] == name
+    app = importlib.import_module(argv[2]).celery_app
+    assert app is tasks.celery_app
+    obj = CLIContext(app=app, no_color=True, workdir=None, quiet=True)
+    ctx = click_command.make_context(name, argv[4:], obj=obj)
+    if name == "worker":
+        assert ctx.params["queues"] == [tasks.celery_app.conf.task_default_queue]
+
+
+def test_a_wrong_celery_option_would_be_caught() -> None:
+    import click
+
+    obj = CLIContext(app=tasks.celery_app, no_color=True, workdir=None, quiet=True)
+    with pytest.raises(click.NoSuchOption):
+        celery_worker.make_context("worker", ["--prefetch-everything"], obj=obj)
+
+
+def test_long_running_containers_have_health_checks() -> None:
+    exempt = {"migrate", "beat", "coturn", "proxy"}  # one-shot; no probe; UDP; the edge itself
+    for name, spec in SERVICES.items():
+        if name not in exempt:
+            assert "healthcheck" in spec, name
+
+
+# -- configuration and secrets -------------------------------------------------------------------
+
+
+def compose_env_names() -> Iterator[tuple[str, str]]:
+    for name, spec in SERVICES.items():
+        env = spec.get("environment") or {}
+        items = env.items() if isinstance(env, dict) else (e.split("=", 1) for e in env)
+        for key, _ in items:
+            yield name, key
+    for path in ENV_EXAMPLES:
+        for key in env_file(path):
+            yield path.name, key
+
+
+def test_every_jisr_variable_set_anywhere_is_a_setting() -> None:
+    fields = {f"JISR_{name.upper()}" for name in Settings.model_fields}
+    seen = [(where, key) for where, key in compose_env_names() if key.startswith("JISR_")]
+    assert len(seen) > 10
+    unknown = [(where, key) for where, key in seen if key not in fields]
+    assert not unknown, f"not settings of shared/settings.py: {unknown}"
+
+
+def test_the_env_file_examples_make_valid_production_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env of the developer's
+    values = {}
+    for path in ENV_EXAMPLES:
+        values.update({k: v for k, v in active_env(path).items() if k.startswith("JISR_")})
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert settings.environment == "production"
+    assert settings.broker_url.startswith("redis://redis:")
+    assert settings.signalling_url.startswith("redis://redis:")
+    assert settings.broker_url != settings.signalling_url
+    assert settings.turn_urls and settings.allowed_origins
+
+
+def test_env_examples_hold_placeholders_and_the_real_files_are_never_committed() -> None:
+    referenced = {Path(f).name for spec in SERVICES.values() for f in spec.get("env_file", [])}
+    examples = {p.name.removesuffix(".example") for p in ENV_EXAMPLES}
+    assert referenced == examples
+    for path in ENV_EXAMPLES:
+        for key, value in active_env(path).items():
+            if re.search(r"PASSWORD|SECRET", key):
+                assert value.startswith("CHANGE-ME"), f"{path.name}: {key} is not a placeholder"
+        ignored = subprocess.run(  # noqa: S603 - git on our own path
+            [GIT, "check-ignore", "-q", str(path.with_suffix(""))], cwd=ROOT, check=False
+        )
+        assert ignored.returncode == 0, f"{path.with_suffix('').name} is not ignored by git"
+
+
+def test_the_database_url_agrees_with_the_postgres_container() -> None:
+    postgres = active_env(ROOT / "infra" / "env" / "postgres.env.example")
+    url = active_env(ROOT / "infra" / "env" / "jisr.env.example")["JISR_DATABASE_URL"]
+    expected = (
+        f"postgresql+asyncpg://{postgres['POSTGRES_USER']}:{postgres['POSTGRES_PASSWORD']}"
+        f"@postgres:5432/{postgres['POSTGRES_DB']}"
+    )
+    assert url == expected
+
+
+# -- the proxy ---------------------------------------------------------------------------------
+
+
+def nginx_locations(text: str) -> list[tuple[str, str, str]]:
+    """(modifier, pattern, upstream) of each `location` block; upstream "" without proxy_pass."""
+    found = []
+    for match in re.finditer(r"location\s+(=|~\*|~|\^~)?\s*(\S+)\s*\{", text):
+        depth, end = 1, match.end()
+        while depth:
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            end += 1
+        body = text[match.end() : end]
+        target = re.search(r"proxy_pass\s+http://([^/;\s]+)", body)
+        found.append((match.group(1) or "", match.group(2), target.group(1) if target else ""))
+    return found
+
+
+def nginx_route(locations: list[tuple[str, str, str]], path: str) -> str:
+    """The upstream nginx picks for `path`: exact, then longest prefix, unless a regex matches."""
+    for modifier, pattern, upstream in locations:
+        if modifier == "=" and pattern == path:
+            return upstream
+    prefixes = [loc for loc in locations if loc[0] in ("", "^~") and path.startswith(loc[1])]
+    longest = max(prefixes, key=lambda loc: len(loc[1]), default=None)
+    if longest is not None and longest[0] == "^~":
+        return longest[2]
+    for modifier, pattern, upstream in locations:
+        python_pattern = pattern.replace("(?<", "(?P<")  # PCRE's named groups
+        if modifier in ("~", "~*") and re.search(
+            python_pattern, path, re.IGNORECASE if modifier == "~*" else 0
+        ):
+            return upstream
+    return longest[2] if longest else ""
+
+
+TEMPLATE = configs.NGINX_TEMPLATE.read_text()
+LOCATIONS = nginx_locations(TEMPLATE)
+
+
+def public_paths(service: str) -> list[str]:
+    """Every route of the service's routers, with its parameters filled in."""
+    module = importlib.import_module(f"services.{service}.app")
+    paths = []
+    for router in module.routers():
+        for route in router.routes:
+            if isinstance(route, APIRoute | APIWebSocketRoute):
+                paths.append(re.sub(r"\{[^}]+\}", "1", route.path))
+    return paths
+
+
+@pytest.mark.parametrize("service", APP_SERVICES)
+def test_the_proxy_routes_every_public_path_of_a_service_to_it(service: str) -> None:
+    paths = public_paths(service)
+    assert paths
+    wrong = {p: nginx_route(LOCATIONS, p) for p in paths if nginx_route(LOCATIONS, p) != service}
+    assert not wrong, f"routed elsewhere: {wrong}"
+
+
+def test_the_design_contract_paths_reach_their_services() -> None:
+    expected = {
+        "/auth/token": "referral",
+        "/api/referrals/7/accept": "referral",
+        "/login": "referral",
+        "/api/teleconsults": "teleconsult",
+        "/api/teleconsults/3/join": "teleconsult",
+        "/ws/teleconsults/3": "teleconsult",
+        "/teleconsults/3": "teleconsult",
+        "/dicomweb/studies": "imaging",
+        "/api/imaging/shares/2/report": "imaging",
+        "/viewer/shares/2": "imaging",
+    }
+    assert {p: nginx_route(LOCATIONS, p) for p in expected} == expected
+    assert nginx_route(LOCATIONS, "/metrics") == ""  # answered 404 by the proxy itself
+
+
+def test_the_proxy_upstreams_are_the_compose_services_on_their_port() -> None:
+    proxy = SERVICES["proxy"]
+    env = proxy["environment"]
+    for service in APP_SERVICES:
+        host, port = env[f"{service.upper()}_UPSTREAM"].split(":")
+        assert host == service and port in SERVICES[service]["expose"]
+        assert service in proxy["depends_on"]
+        assert set(SERVICES[service]["networks"]) & set(proxy["networks"])
+    assert f"{env['PROXY_PORT']}:{env['PROXY_PORT']}" in proxy["ports"]
+    placeholders = set(re.findall(r"\$\{([A-Z_]+)\}", TEMPLATE))
+    assert placeholders == set(env) - {"NGINX_ENVSUBST_FILTER"}
+    flt = env["NGINX_ENVSUBST_FILTER"].replace("$$", "$")
+    assert all(re.search(flt, name) for name in placeholders)
+
+
+def test_the_websocket_location_upgrades_and_bodies_are_capped() -> None:
+    blocks = dict(re.findall(r"location\s+(/ws/teleconsults/|/dicomweb/)\s*\{([^}]*)\}", TEMPLATE))
+    assert "proxy_set_header Upgrade $http_upgrade" in blocks["/ws/teleconsults/"]
+    assert "proxy_set_header Connection $connection_upgrade" in blocks["/ws/teleconsults/"]
+
+    def size(text: str) -> int:
+        number, unit = re.fullmatch(r"(\d+)([kmg]?)", text.lower()).groups()  # type: ignore[union-attr]
+        return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
+
+    server_cap = re.search(r"^\s{4}client_max_body_size\s+(\S+);", TEMPLATE, re.MULTILINE)
+    stow_cap = re.search(r"client_max_body_size\s+(\S+);", blocks["/dicomweb/"])
+    assert server_cap and stow_cap
+    defaults = Settings()
+    assert defaults.attachment_max_bytes < size(server_cap.group(1)) <= 100 * 1024**2
+    assert size(stow_cap.group(1)) >= defaults.stow_max_bytes
+
+
+def test_nginx_accepts_the_configuration(tmp_path: Path) -> None:
+    nginx = shutil.which("nginx")
+    if nginx is None:
+        from tests.conftest import missing_part
+
+        missing_part("nginx is not installed: apt install nginx")
+    server = tmp_path / "jisr.conf"
+    server.write_text(
+        configs.nginx_server(
+            port=18080,
+            upstreams={s: f"127.0.0.1:{8001 + i}" for i, s in enumerate(APP_SERVICES)},
+        )
+    )
+    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (tmp_path / "tmp" / kind).mkdir(parents=True)
+    main = tmp_path / "nginx.conf"
+    main.write_text(configs.nginx_main(prefix=tmp_path, server_conf=server, run_as_root=False))
+    checked = subprocess.run(  # noqa: S603 - nginx on our own configuration
+        [str(nginx), "-t", "-p", str(tmp_path), "-c", str(main), "-e", "stderr"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+# -- Orthanc, coturn, Redis, Celery: safe defaults -------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["local", "partner"])
+def test_each_orthanc_is_locked_down(which: str) -> None:
+    config = json.loads(configs.ORTHANC_CONFIGS[which].read_text())
+    assert config["AuthenticationEnabled"] is True
+    assert config["RemoteAccessAllowed"] is True  # other containers; authentication is on
+    assert config["ExecuteLuaEnabled"] is False and config["LuaScripts"] == []
+    assert config["RestApiWriteToFileSystemEnabled"] is False
+    assert config["HttpDescribeErrors"] is False
+    # No credential in the file: Orthanc fills the placeholders from its environment.
+    users = config["RegisteredUsers"]
+    assert users == {"${JISR_ORTHANC_USERNAME}": "${JISR_ORTHANC_PASSWORD}"}
+    assert config["PostgreSQL"]["Password"] == "${ORTHANC_DB_PASSWORD}"
+    orthanc_env = env_file(ROOT / "infra" / "env" / "orthanc.env.example")
+    for placeholder in re.findall(r"\$\{([A-Z_]+)\}", json.dumps(config)):
+        assert placeholder in orthanc_env
+    plugins = [Path(p).name for p in config["Plugins"]]
+    assert plugins == ["libOrthancDicomWeb.so", configs.POSTGRESQL_INDEX_PLUGIN]
+    assert config["DicomWeb"]["Enable"] is True
+    assert config["PostgreSQL"]["EnableIndex"] is True
+
+
+def test_only_imaging_and_the_worker_reach_the_orthancs() -> None:
+    stores = COMPOSE["networks"]["stores"]
+    assert stores.get("internal") is True
+    on_stores = {name for name, spec in SERVICES.items() if "stores" in spec.get("networks", [])}
+    assert on_stores == {"orthanc", "orthanc-partner", "imaging", "worker", "postgres"}
+    for name in ("orthanc", "orthanc-partner"):
+        assert "ports" not in SERVICES[name]
+        assert SERVICES[name]["networks"] == ["stores"]
+        mount = SERVICES[name]["volumes"][0]
+        assert mount.startswith(
+            f"./infra/orthanc/{'local' if name == 'orthanc' else 'partner'}.json:"
+        )
+
+
+def coturn_settings() -> list[tuple[str, str]]:
+    pairs = []
+    for line in configs.COTURN_CONF.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def denied_ranges() -> list[tuple[Any, Any]]:
+    ranges = []
+    for key, value in coturn_settings():
+        if key == "denied-peer-ip":
+            low, _, high = value.partition("-")
+            ranges.append((ipaddress.ip_address(low), ipaddress.ip_address(high or low)))
+    return ranges
+
+
+@pytest.mark.parametrize(
+    "network",
+    [
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "::1/128",
+        "::/128",
+        "fc00::/7",
+        "fe80::/10",
+    ],
+)
+def test_coturn_never_relays_into_private_networks(network: str) -> None:
+    net = ipaddress.ip_network(network)
+    covered = any(
+        low.version == net.version and low <= net[0] and net[-1] <= high
+        for low, high in denied_ranges()
+    )
+    assert covered, f"{network} is not denied"
+
+
+def test_coturn_uses_the_shared_secret_from_env_and_sets_quotas() -> None:
+    settings = dict(coturn_settings())
+    keys = [key for key, _ in coturn_settings()]
+    assert "use-auth-secret" in keys and "static-auth-secret" not in keys
+    assert "allow-loopback-peers" not in keys and "no-multicast-peers" in keys
+    for quota in ("user-quota", "total-quota", "max-bps"):
+        assert int(settings[quota]) > 0, quota
+    coturn = SERVICES["coturn"]
+    assert '--static-auth-secret="$$JISR_TURN_SECRET"' in " ".join(coturn["command"])
+    assert coturn["env_file"] == ["infra/env/turn.env"]
+    for service in APP_SERVICES:  # the teleconsult service signs passwords with the same secret
+        assert "infra/env/turn.env" in SERVICES[service]["env_file"]
+    low, high = settings["min-port"], settings["max-port"]
+    assert f"{low}-{high}:{low}-{high}/udp" in coturn["ports"]
+
+
+def test_redis_refuses_to_evict_queued_tasks() -> None:
+    assert configs.redis_policy() == "noeviction"
+    redis = SERVICES["redis"]
+    assert redis["command"] == ["redis-server", "/usr/local/etc/redis/redis.conf"]
+    assert any(v.startswith("./infra/redis/redis.conf:") for v in redis["volumes"])
+    assert "ports" not in redis
+
+
+def test_celery_survives_a_killed_worker_and_outlives_its_longest_wait() -> None:
+    from services.imaging.forwarding import service as forwarding
+
+    conf = tasks.celery_app.conf
+    assert conf.task_acks_late is True and conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    visibility = conf.broker_transport_options["visibility_timeout"]
+    assert conf.result_backend_transport_options["visibility_timeout"] == visibility
+    # A task waiting for its retry (an ETA) sits unacknowledged in Redis: the visibility
+    # timeout must outlast the longest countdown and the longest beat interval, or
+    # Redis hands it to a second worker.
+    longest_wait = max(forwarding.backoff(n) for n in range(forwarding.MAX_RETRIES + 1))
+    defaults = Settings()
+    assert visibility > longest_wait
+    assert visibility > max(defaults.expiry_check_interval_s, defaults.escalation_interval_s)
+
+
+def test_readiness_names_only_checks_that_exist() -> None:
+    for service in APP_SERVICES:
+        assert set(health.SERVICE_CHECKS[service]) <= set(health.CHECKS)
+    assert "shared_store" in health.SERVICE_CHECKS["imaging"]
+    assert "signalling" in health.SERVICE_CHECKS["teleconsult"]
