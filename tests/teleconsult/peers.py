@@ -159,7 +159,9 @@ class Inbox:
             try:
                 message = await asyncio.wait_for(self.messages.get(), left)
             except TimeoutError:
-                raise TimeoutError(f"no {kind} {fields} within {within}s; held {self.held}") from None
+                raise TimeoutError(
+                    f"no {kind} {fields} within {within}s; held {self.held}"
+                ) from None
             if message.get("type") == kind and all(message.get(k) == v for k, v in fields.items()):
                 return message
             self.held.append(message)
@@ -250,7 +252,9 @@ def split_candidates(sdp: str) -> tuple[str, list[dict[str, Any]]]:
     for line in lines:
         index += line.startswith("m=")
         if line.startswith("a=candidate:"):
-            candidates.append({"candidate": line[2:], "sdpMid": mids[index], "sdpMLineIndex": index})
+            candidates.append(
+                {"candidate": line[2:], "sdpMid": mids[index], "sdpMLineIndex": index}
+            )
         elif line != "a=end-of-candidates":
             kept.append(line)
     return "\r\n".join(kept) + "\r\n", candidates
@@ -302,6 +306,8 @@ class AiortcPeer(Inbox):
         self.opened: dict[str, asyncio.Event] = {}
         self.welcome: dict[str, Any] = {}
         self.trickled: list[dict[str, Any]] = []
+        self.candidates_ended: dict[str, asyncio.Event] = {}
+        """Set when `other` said it has no more candidates (a null `candidate`)."""
         self.descriptions: list[dict[str, Any]] = []
         """Offers and answers as received."""
         self._task: asyncio.Task[None] | None = None
@@ -409,9 +415,13 @@ class AiortcPeer(Inbox):
                 init = message["candidate"]
                 if init is None:
                     await self.pcs[message["from"]].addIceCandidate(None)
+                    self.candidates_ended.setdefault(message["from"], asyncio.Event()).set()
                     continue
                 candidate = candidate_from_sdp(init["candidate"].removeprefix("candidate:"))
-                candidate.sdpMid, candidate.sdpMLineIndex = init.get("sdpMid"), init.get("sdpMLineIndex")
+                candidate.sdpMid, candidate.sdpMLineIndex = (
+                    init.get("sdpMid"),
+                    init.get("sdpMLineIndex"),
+                )
                 await self.pcs[message["from"]].addIceCandidate(candidate)
             else:
                 await self.messages.put(message)
@@ -419,6 +429,10 @@ class AiortcPeer(Inbox):
     async def wait_connected(self, other: str, within: float = WAIT_S) -> None:
         """Until the RTCPeerConnection with `other` is "connected" (ICE and DTLS done)."""
         await asyncio.wait_for(self.connected.setdefault(other, asyncio.Event()).wait(), within)
+
+    async def end_of_candidates(self, other: str, within: float = WAIT_S) -> None:
+        ended = self.candidates_ended.setdefault(other, asyncio.Event())
+        await asyncio.wait_for(ended.wait(), within)
 
     async def channel_message(self, within: float = WAIT_S) -> tuple[str, str]:
         """The next data-channel message: (from whom, text)."""

@@ -40,7 +40,9 @@ async def main(namespace: str, liveness_s: float) -> None:
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     print(sock.getsockname()[1], flush=True)
-    config = uvicorn.Config(app, log_config=None, lifespan="off", ws="websockets-sansio", log_level="warning")
+    config = uvicorn.Config(
+        app, log_config=None, lifespan="off", ws="websockets-sansio", log_level="warning"
+    )
     await uvicorn.Server(config).serve(sockets=[sock])
 
 

@@ -38,7 +38,11 @@ TRICKLED = {
 def settings(tmp_path: Path, signing_key: Path, sqlite_url: str) -> Settings:
     """SQLite only: these tests are about sockets; the refusal audits run on both in test_signalling_refusals."""
     return make_settings(
-        tmp_path, signing_key, sqlite_url, teleconsult_max_participants=3, stun_urls=["stun:127.0.0.1:3478"]
+        tmp_path,
+        signing_key,
+        sqlite_url,
+        teleconsult_max_participants=3,
+        stun_urls=["stun:127.0.0.1:3478"],
     )
 
 
@@ -46,15 +50,30 @@ def settings(tmp_path: Path, signing_key: Path, sqlite_url: str) -> Settings:
 class Recorded:
     ended: list[tuple[str, str, str]] = field(default_factory=list)
     left: list[str] = field(default_factory=list)
+    broken: set[str] = field(default_factory=set)
+    """Peers for whom the hooks fail as a database that went away would."""
 
     def hooks(self) -> Hooks:
-        async def end_session(platform: Platform, grant: JoinGrant, outcome: str, note: str) -> None:
+        def fail_for(grant: JoinGrant) -> None:
+            if grant.peer in self.broken:
+                raise ConnectionResetError("the database went away")
+
+        async def ice_servers(platform: Platform, grant: JoinGrant) -> list[dict[str, Any]]:
+            fail_for(grant)
+            return [{"urls": list(platform.settings.stun_urls)}]
+
+        async def end_session(
+            platform: Platform, grant: JoinGrant, outcome: str, note: str
+        ) -> None:
+            fail_for(grant)
             self.ended.append((grant.peer, outcome, note))
 
         async def peer_left(platform: Platform, grant: JoinGrant) -> None:
             self.left.append(grant.peer)
 
-        return standalone_hooks(end_session=end_session, peer_left=peer_left)
+        return standalone_hooks(
+            ice_servers=ice_servers, end_session=end_session, peer_left=peer_left
+        )
 
 
 @dataclass
@@ -64,11 +83,17 @@ class Room:
     signalling: Signalling
     recorded: Recorded
 
-    def token(self, peer: str, role: RoomRole = RoomRole.PARTICIPANT, *, session_id: int = SID) -> str:
+    def token(
+        self, peer: str, role: RoomRole = RoomRole.PARTICIPANT, *, session_id: int = SID
+    ) -> str:
         return join_token(self.platform, session_id, peer, role=role)
 
-    def open(self, peer: str, role: RoomRole = RoomRole.PARTICIPANT, *, session_id: int = SID) -> Any:
-        return SignallingClient.open(self.base, session_id, self.token(peer, role, session_id=session_id))
+    def open(
+        self, peer: str, role: RoomRole = RoomRole.PARTICIPANT, *, session_id: int = SID
+    ) -> Any:
+        return SignallingClient.open(
+            self.base, session_id, self.token(peer, role, session_id=session_id)
+        )
 
 
 def signalling_app(platform: Platform, hooks: Hooks) -> tuple[FastAPI, Signalling]:
@@ -184,7 +209,9 @@ async def test_the_host_ends_the_session_for_everyone_waiting_or_not(live: Room)
     assert live.recorded.ended == [("user:1", "completed", "plan agreed")]
 
 
-async def test_a_peer_reconnecting_over_a_live_socket_replaces_it_and_stays_admitted(live: Room) -> None:
+async def test_a_peer_reconnecting_over_a_live_socket_replaces_it_and_stays_admitted(
+    live: Room,
+) -> None:
     async with live.open("user:1", RoomRole.HOST) as host, live.open("user:2") as old:
         await admitted_pair(live, host, old)
         async with live.open("user:2") as new:
@@ -228,7 +255,9 @@ async def test_a_full_room_refuses_more_people_but_not_the_recorder(live: Room) 
             assert await extra.wait_closed() == 1008
         async with live.open("recorder", RoomRole.RECORDER) as recorder:
             welcome = await recorder.expect("welcome")
-            assert welcome["waiting"] is False and len(welcome["peers"]) == 1  # the host; the others wait
+            assert (
+                welcome["waiting"] is False and len(welcome["peers"]) == 1
+            )  # the host; the others wait
         # The host itself coming back on a new socket is not one too many.
         async with live.open("user:1", RoomRole.HOST) as host_again:
             assert (await host_again.expect("welcome"))["reconnected"] is True
@@ -237,7 +266,10 @@ async def test_a_full_room_refuses_more_people_but_not_the_recorder(live: Room) 
 async def test_bad_messages_get_an_error_and_the_socket_stays_open(live: Room) -> None:
     async with live.open("user:1", RoomRole.HOST) as host, live.open("user:2") as guest:
         await admitted_pair(live, host, guest)
-        too_big = {"type": "chat", "text": "x" * (live.platform.settings.signalling_max_message_bytes + 1)}
+        too_big = {
+            "type": "chat",
+            "text": "x" * (live.platform.settings.signalling_max_message_bytes + 1),
+        }
         cases: list[tuple[Any, str]] = [
             (too_big, "too_large"),
             ("not json at all", "not_json"),
@@ -289,7 +321,9 @@ async def test_a_flood_closes_the_flooding_socket_and_not_its_room(
     app, _ = signalling_app(platform, standalone_hooks())
     try:
         async with serve(app) as base:
-            room = Room(base, platform, Signalling(platform, MemoryBus(), standalone_hooks()), Recorded())
+            room = Room(
+                base, platform, Signalling(platform, MemoryBus(), standalone_hooks()), Recorded()
+            )
             async with room.open("user:1", RoomRole.HOST) as host, room.open("user:2") as guest:
                 await admitted_pair(room, host, guest)
                 for i in range(20):
@@ -311,4 +345,31 @@ async def test_announce_ends_the_room_from_outside_a_socket(live: Room) -> None:
         for client in (host, guest):
             assert (await client.expect("ended"))["outcome"] == "no_show"
             assert await client.wait_closed() == 1000
-    await announce(live.signalling.bus, SID + 5, {"type": "ended", "by": "", "outcome": "completed"})
+    await announce(
+        live.signalling.bus, SID + 5, {"type": "ended", "by": "", "outcome": "completed"}
+    )
+
+
+async def test_a_failing_part_closes_that_socket_with_1011_and_nothing_else(live: Room) -> None:
+    live.recorded.broken.add("user:9")
+    async with live.open("user:1", RoomRole.HOST) as host:
+        await host.expect("welcome")
+        async with live.open("user:9") as unlucky:
+            assert await unlucky.wait_closed() == 1011
+            assert unlucky.nothing_pending()
+        async with live.open("user:2") as guest:
+            assert (await guest.expect("welcome"))["waiting"] is True
+            await host.expect("peer-joined", peer_id="user:2")
+
+
+async def test_an_end_that_cannot_be_recorded_is_an_error_and_the_room_stays(live: Room) -> None:
+    async with live.open("user:1", RoomRole.HOST) as host, live.open("user:2") as guest:
+        await admitted_pair(live, host, guest)
+        live.recorded.broken.add("user:1")
+        await host.send({"type": "end"})
+        error = await host.expect("error")
+        assert error["code"] == "end_failed" and "try again" in error["detail"]
+        live.recorded.broken.clear()
+        await host.send({"type": "end"})
+        assert (await guest.expect("ended"))["by"] == "user:1"
+    assert live.recorded.ended == [("user:1", "completed", "")]

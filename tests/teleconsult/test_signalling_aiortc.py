@@ -111,10 +111,14 @@ async def test_trickled_candidates_as_browsers_send_them_connect_the_same_pair(
             await host.wait_connected("user:2")
             await guest.wait_connected("user:1")
             # Each side got a bare SDP, then the candidates one by one and the end of candidates.
+            await host.end_of_candidates("user:2")
+            await guest.end_of_candidates("user:1")
             for peer in (host, guest):
                 assert peer.trickled and peer.trickled[-1]["candidate"] is None
                 assert all("127.0.0.1" in m["candidate"]["candidate"] for m in peer.trickled[:-1])
-                assert [d["type"] for d in peer.descriptions] == ["answer" if peer is guest else "offer"]
+                assert [d["type"] for d in peer.descriptions] == [
+                    "answer" if peer is guest else "offer"
+                ]
                 assert "a=candidate:" not in peer.descriptions[0]["sdp"]
             await host.first_frame("user:2")
             await guest.first_frame("user:1")

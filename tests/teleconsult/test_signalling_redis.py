@@ -31,7 +31,11 @@ from tests.teleconsult.peers import WAIT_S, SignallingClient, join_token, serve,
 
 SID = 77
 SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
-CANDIDATE = {"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0", "sdpMLineIndex": 0}
+CANDIDATE = {
+    "candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host",
+    "sdpMid": "0",
+    "sdpMLineIndex": 0,
+}
 
 pytestmark = pytest.mark.redis
 
@@ -60,11 +64,15 @@ class Replica:
     signalling: Signalling
 
     def open(self, peer: str, role: RoomRole = RoomRole.PARTICIPANT) -> Any:
-        return SignallingClient.open(self.base, SID, join_token(self.platform, SID, peer, role=role))
+        return SignallingClient.open(
+            self.base, SID, join_token(self.platform, SID, peer, role=role)
+        )
 
 
 @asynccontextmanager
-async def replica(settings: Settings, namespace: str, *, liveness_s: float = 15.0) -> AsyncIterator[Replica]:
+async def replica(
+    settings: Settings, namespace: str, *, liveness_s: float = 15.0
+) -> AsyncIterator[Replica]:
     platform = Platform.from_settings(settings)
     app = make_app("replica", [router], platform=platform)
     bus = RedisBus(REDIS_URL, namespace=namespace, liveness_s=liveness_s)
@@ -91,7 +99,12 @@ async def test_peers_on_two_replicas_wait_get_admitted_and_exchange_everything(
             admitted = await guest.expect("admitted")
             assert [p["peer_id"] for p in admitted["peers"]] == ["user:1"]
             await guest.send({"type": "offer", "to": "user:1", "sdp": SDP})
-            assert await host.expect("offer") == {"type": "offer", "from": "user:2", "to": "user:1", "sdp": SDP}
+            assert await host.expect("offer") == {
+                "type": "offer",
+                "from": "user:2",
+                "to": "user:1",
+                "sdp": SDP,
+            }
             await host.send({"type": "answer", "to": "user:2", "sdp": SDP})
             assert (await guest.expect("answer"))["from"] == "user:1"
             await host.send({"type": "candidate", "to": "user:2", "candidate": CANDIDATE})
@@ -131,7 +144,9 @@ async def test_a_peer_moving_to_the_other_replica_replaces_its_socket_there(
             assert (await host.expect("offer"))["from"] == "user:2"
 
 
-async def test_the_limit_and_the_end_hold_across_replicas(settings: Settings, namespace: str) -> None:
+async def test_the_limit_and_the_end_hold_across_replicas(
+    settings: Settings, namespace: str
+) -> None:
     settings = settings.model_copy(update={"teleconsult_max_participants": 2})
     async with (
         replica(settings, namespace) as a,

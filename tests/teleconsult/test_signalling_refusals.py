@@ -41,9 +41,13 @@ class Door:
         return token
 
     def open(self, token: str, *, sid: int | None = None, origin: str | None = None) -> Any:
-        return SignallingClient.open(self.base, self.sid if sid is None else sid, token, origin=origin)
+        return SignallingClient.open(
+            self.base, self.sid if sid is None else sid, token, origin=origin
+        )
 
-    async def refused(self, token: str, *, sid: int | None = None, origin: str | None = None) -> str:
+    async def refused(
+        self, token: str, *, sid: int | None = None, origin: str | None = None
+    ) -> str:
         """Open a socket that must be refused before joining; returns the close reason."""
         async with self.open(token, sid=sid, origin=origin) as client:
             assert await client.wait_closed() == 1008
@@ -74,7 +78,10 @@ async def test_joined_through_the_api_the_host_admits_and_ends_and_the_session_r
     door: Door,
 ) -> None:
     clinic = door.clinic
-    host_token, guest_token = await door.ticket(clinic.referrer), await door.ticket(clinic.specialist)
+    host_token, guest_token = (
+        await door.ticket(clinic.referrer),
+        await door.ticket(clinic.specialist),
+    )
     async with door.open(host_token) as host, door.open(guest_token, origin=ORIGIN) as guest:
         welcome = await host.expect("welcome")
         assert welcome["peer_id"] == f"user:{clinic.referrer.id}" and welcome["role"] == "host"
@@ -110,7 +117,9 @@ async def _late_token(door: Door) -> str:
     return join_token(door.clinic.platform, door.sid, f"user:{door.clinic.specialist.id}")
 
 
-async def test_an_end_the_sessions_service_refuses_is_an_error_and_the_room_goes_on(door: Door) -> None:
+async def test_an_end_the_sessions_service_refuses_is_an_error_and_the_room_goes_on(
+    door: Door,
+) -> None:
     clinic = door.clinic
     async with door.open(await door.ticket(clinic.referrer)) as host:
         await host.expect("welcome")
@@ -118,7 +127,9 @@ async def test_an_end_the_sessions_service_refuses_is_an_error_and_the_room_goes
         await host.expect("ended")  # the first join started the clock: completed is fine
     # A host whose session never started cannot call it completed.
     other = await clinic.scheduled()
-    token = join_token(clinic.platform, other["id"], f"user:{clinic.referrer.id}", role=RoomRole.HOST)
+    token = join_token(
+        clinic.platform, other["id"], f"user:{clinic.referrer.id}", role=RoomRole.HOST
+    )
     async with door.open(token, sid=other["id"]) as host:
         await host.expect("welcome")
         await host.send({"type": "end", "outcome": "completed"})
@@ -132,7 +143,9 @@ async def test_an_end_the_sessions_service_refuses_is_an_error_and_the_room_goes
 
 async def test_an_expired_join_token_is_refused_and_audited(door: Door) -> None:
     clinic = door.clinic
-    token = join_token(clinic.platform, door.sid, f"user:{clinic.referrer.id}", role=RoomRole.HOST, ttl_s=-120)
+    token = join_token(
+        clinic.platform, door.sid, f"user:{clinic.referrer.id}", role=RoomRole.HOST, ttl_s=-120
+    )
     assert "expired" in (await door.refused(token)).lower()
     event = await door.refusal()
     assert event.rule == "invalid_token" and "expired" in event.reasons[0].lower()
@@ -141,7 +154,9 @@ async def test_an_expired_join_token_is_refused_and_audited(door: Door) -> None:
 async def test_a_join_token_for_another_session_is_refused_and_audited(door: Door) -> None:
     clinic = door.clinic
     other = await clinic.scheduled()
-    token = join_token(clinic.platform, other["id"], f"user:{clinic.referrer.id}", role=RoomRole.HOST)
+    token = join_token(
+        clinic.platform, other["id"], f"user:{clinic.referrer.id}", role=RoomRole.HOST
+    )
     assert "another" in await door.refused(token)
     event = await door.refusal()
     assert event.rule == "invalid_token" and "another teleconsultation" in event.reasons[0]
@@ -150,18 +165,24 @@ async def test_a_join_token_for_another_session_is_refused_and_audited(door: Doo
 async def test_a_forged_join_token_is_refused_and_audited(door: Door, tmp_path: Path) -> None:
     clinic = door.clinic
     forger = Keyring.load_or_create(tmp_path / "forger.pem")
-    grant = JoinGrant(door.sid, f"user:{clinic.referrer.id}", "Dr X", "EPH", RoomRole.HOST, "referring", "fr")
+    grant = JoinGrant(
+        door.sid, f"user:{clinic.referrer.id}", "Dr X", "EPH", RoomRole.HOST, "referring", "fr"
+    )
     forged, _ = tokens.issue(forger, clinic.platform.settings, grant, ttl_s=60)
     await door.refused(forged)
     assert (await door.refusal()).rule == "invalid_token"
     # An access token is not a join token either, nor is no token at all.
-    await door.refused(clinic.factory.headers(clinic.referrer)["Authorization"].removeprefix("Bearer "))
+    await door.refused(
+        clinic.factory.headers(clinic.referrer)["Authorization"].removeprefix("Bearer ")
+    )
     await door.refused("")
     events = [e for e in await clinic.audit("teleconsult.join") if e.outcome == "refused"]
     assert [e.rule for e in events] == ["invalid_token"] * 3
 
 
-async def test_a_token_of_an_institution_no_longer_entitled_is_refused_at_the_socket(door: Door) -> None:
+async def test_a_token_of_an_institution_no_longer_entitled_is_refused_at_the_socket(
+    door: Door,
+) -> None:
     clinic = door.clinic
     token = await door.ticket(clinic.specialist)  # issued while the agreement was active
     await clinic.set_agreement_status("suspended")
@@ -176,7 +197,9 @@ async def test_a_cancelled_session_refuses_its_outstanding_tokens(door: Door) ->
     clinic = door.clinic
     # Minted, not joined: a session someone joined is in progress and cannot be cancelled.
     token = join_token(clinic.platform, door.sid, f"user:{clinic.specialist.id}")
-    cancelled = await clinic.post(clinic.referrer, f"/api/teleconsults/{door.sid}/cancel", {"reason": "moved"})
+    cancelled = await clinic.post(
+        clinic.referrer, f"/api/teleconsults/{door.sid}/cancel", {"reason": "moved"}
+    )
     assert cancelled.status_code == 200, cancelled.text
     await door.refused(token)
     assert (await door.refusal()).rule == "session_cancelled"
@@ -190,3 +213,14 @@ async def test_a_page_of_another_origin_is_refused_and_audited(door: Door) -> No
     assert event.rule == "origin_not_allowed" and event.details["origin"] == "https://evil.example"
     async with door.open(token, origin=ORIGIN) as allowed:
         assert (await allowed.expect("welcome"))["role"] == "host"
+
+
+async def test_an_app_given_only_the_router_builds_its_signalling_from_settings(
+    clinic: Clinic,
+) -> None:
+    app = make_app("teleconsult", [router], platform=clinic.platform)
+    token = join_token(clinic.platform, 999, f"user:{clinic.referrer.id}", role=RoomRole.HOST)
+    async with serve(app) as base, SignallingClient.open(base, 999, token) as client:
+        assert await client.wait_closed() == 1008
+    assert isinstance(app.state.signalling.bus, MemoryBus)  # signalling_url = "memory://"
+    assert await clinic.refusals("teleconsult.join") == ["not_visible"]

@@ -43,7 +43,9 @@ def test_every_client_message_parses_into_its_type() -> None:
     assert p({"type": "leave"}) == Leave()
     assert p({"type": "admit", "peer_id": "guest:7"}) == Admit(peer_id="guest:7")
     assert p({"type": "end"}) == End(outcome="completed", note="")
-    assert p({"type": "end", "outcome": "no_show", "note": "patient absent"}) == End("no_show", "patient absent")
+    assert p({"type": "end", "outcome": "no_show", "note": "patient absent"}) == End(
+        "no_show", "patient absent"
+    )
 
 
 def test_a_trickled_candidate_keeps_only_the_rtcicecandidateinit_members() -> None:
@@ -82,8 +84,14 @@ def test_a_trickled_candidate_keeps_only_the_rtcicecandidateinit_members() -> No
         ('{"type": "answer", "to": 5, "sdp": "v=0"}', "invalid_message"),
         ('{"type": "candidate", "to": "user:1"}', "invalid_message"),
         ('{"type": "candidate", "to": "user:1", "candidate": {"sdpMid": "0"}}', "invalid_message"),
-        ('{"type": "candidate", "to": "user:1", "candidate": {"candidate": "c", "sdpMLineIndex": "0"}}', "invalid_message"),
-        ('{"type": "candidate", "to": "user:1", "candidate": {"candidate": "c", "sdpMLineIndex": true}}', "invalid_message"),
+        (
+            '{"type": "candidate", "to": "user:1", "candidate": {"candidate": "c", "sdpMLineIndex": "0"}}',
+            "invalid_message",
+        ),
+        (
+            '{"type": "candidate", "to": "user:1", "candidate": {"candidate": "c", "sdpMLineIndex": true}}',
+            "invalid_message",
+        ),
         ('{"type": "chat", "text": "   "}', "invalid_message"),
         ('{"type": "chat"}', "invalid_message"),
         ('{"type": "admit"}', "invalid_message"),
@@ -100,7 +108,10 @@ def test_size_is_counted_in_bytes_before_anything_is_parsed() -> None:
     assert code_of(arabic, max_bytes=1024) == "too_large"
     assert code_of("x" * 2000, max_bytes=1024) == "too_large"
     assert isinstance(parse(arabic, max_bytes=LIMIT), Chat)
-    assert code_of(json.dumps({"type": "chat", "text": "x" * (protocol.CHAT_MAX_CHARS + 1)})) == "invalid_message"
+    assert (
+        code_of(json.dumps({"type": "chat", "text": "x" * (protocol.CHAT_MAX_CHARS + 1)}))
+        == "invalid_message"
+    )
 
 
 def test_the_bucket_allows_a_second_of_burst_then_the_rate() -> None:
@@ -123,11 +134,19 @@ def test_browsers_of_other_sites_are_refused_and_non_browsers_judged_by_token() 
     assert not same("https://evil.example")
     assert not same("null")
     assert origins.allowed("https://jisr.example.org", host="jisr.example.org", allowed_origins=[])
-    assert origins.allowed("HTTPS://Jisr.Example.org:443", host="jisr.example.org", allowed_origins=[])
-    assert not origins.allowed("http://jisr.example.org", host="jisr.example.org:443", allowed_origins=[])
+    assert origins.allowed(
+        "HTTPS://Jisr.Example.org:443", host="jisr.example.org", allowed_origins=[]
+    )
+    assert not origins.allowed(
+        "http://jisr.example.org", host="jisr.example.org:443", allowed_origins=[]
+    )
     assert not origins.allowed("https://jisr.example.org", host=None, allowed_origins=[])
     listed = ["https://clinic.example.org", "http://localhost:5173/"]
-    assert origins.allowed("https://clinic.example.org", host="api.internal", allowed_origins=listed)
+    assert origins.allowed(
+        "https://clinic.example.org", host="api.internal", allowed_origins=listed
+    )
     assert origins.allowed("http://localhost:5173", host="api.internal", allowed_origins=listed)
     assert not origins.allowed("https://api.internal", host="api.internal", allowed_origins=listed)
-    assert not origins.allowed("https://clinic.example.org.evil.example", host="x", allowed_origins=listed)
+    assert not origins.allowed(
+        "https://clinic.example.org.evil.example", host="x", allowed_origins=listed
+    )

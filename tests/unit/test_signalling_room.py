@@ -12,7 +12,9 @@ from services.teleconsult.tokens import RoomRole
 SDP = "v=0\r\n"
 
 
-def member(peer: str, role: RoomRole = RoomRole.PARTICIPANT, *, conn: str = "", instance: str = "a") -> Member:
+def member(
+    peer: str, role: RoomRole = RoomRole.PARTICIPANT, *, conn: str = "", instance: str = "a"
+) -> Member:
     return Member(
         peer_id=peer,
         name=peer.title(),
@@ -61,7 +63,9 @@ def test_the_host_and_the_recorder_enter_directly_everyone_else_waits() -> None:
     assert to(joined.deliveries) == {"host": [{"type": "peer-joined", **ANA.public(waiting=True)}]}
     rec = room.join(joined.state, REC, max_people=6, alive={HOST.conn, ANA.conn, REC.conn})
     assert rec.welcome["waiting"] is False
-    assert [p["peer_id"] for p in rec.welcome["peers"]] == ["host"]  # the recorder sees no one waiting
+    assert [p["peer_id"] for p in rec.welcome["peers"]] == [
+        "host"
+    ]  # the recorder sees no one waiting
     assert set(to(rec.deliveries)) == {"host"}
 
 
@@ -89,7 +93,11 @@ def test_admission_tells_the_newcomer_whom_to_offer_and_the_others_who_came() ->
     outcome = room.act(state, "host", HOST.conn, Admit("bob"))
     got = to(outcome.deliveries)
     assert got["bob"] == [
-        {"type": "admitted", "peer_id": "bob", "peers": [HOST.public(waiting=False), ANA.public(waiting=False)]}
+        {
+            "type": "admitted",
+            "peer_id": "bob",
+            "peers": [HOST.public(waiting=False), ANA.public(waiting=False)],
+        }
     ]
     assert got["host"] == got["ana"] == [{"type": "admitted", **BOB.public(waiting=False)}]
     again = room.act(outcome.state, "host", HOST.conn, Admit("bob"))
@@ -103,12 +111,25 @@ def test_admission_tells_the_newcomer_whom_to_offer_and_the_others_who_came() ->
 def test_relays_go_to_the_named_peer_with_from_added() -> None:
     state = admit(enter(RoomState(), HOST, ANA), "ana")
     offer = room.act(state, "ana", ANA.conn, Offer("host", SDP))
-    assert to(offer.deliveries) == {"host": [{"type": "offer", "from": "ana", "to": "host", "sdp": SDP}]}
+    assert to(offer.deliveries) == {
+        "host": [{"type": "offer", "from": "ana", "to": "host", "sdp": SDP}]
+    }
     answer = room.act(state, "host", HOST.conn, Answer("ana", SDP))
-    assert to(answer.deliveries) == {"ana": [{"type": "answer", "from": "host", "to": "ana", "sdp": SDP}]}
-    init = {"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0", "sdpMLineIndex": 0}
+    assert to(answer.deliveries) == {
+        "ana": [{"type": "answer", "from": "host", "to": "ana", "sdp": SDP}]
+    }
+    init = {
+        "candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host",
+        "sdpMid": "0",
+        "sdpMLineIndex": 0,
+    }
     cand = room.act(state, "host", HOST.conn, Candidate("ana", init))
-    assert to(cand.deliveries)["ana"][0] == {"type": "candidate", "from": "host", "to": "ana", "candidate": init}
+    assert to(cand.deliveries)["ana"][0] == {
+        "type": "candidate",
+        "from": "host",
+        "to": "ana",
+        "candidate": init,
+    }
     for target in ("ana", "zed"):  # itself, a stranger
         bad = room.act(state, "ana", ANA.conn, Offer(target, SDP))
         assert bad.error is not None and bad.error.code == "unknown_peer"
@@ -133,7 +154,9 @@ def test_a_new_socket_for_a_present_peer_replaces_the_old_one_and_keeps_its_admi
     assert joined.welcome["waiting"] is False
     closes = [d for d in joined.deliveries if d.close is not None]
     assert [(d.member.conn, d.close) for d in closes] == [("c-ana", room.CLOSE_REPLACED)]
-    assert to(joined.deliveries)["host"] == [{"type": "peer-reconnected", **ana2.public(waiting=False)}]
+    assert to(joined.deliveries)["host"] == [
+        {"type": "peer-reconnected", **ana2.public(waiting=False)}
+    ]
     # The old socket going away later changes nothing.
     assert room.leave(joined.state, "ana", "c-ana").state is joined.state
     left = room.leave(joined.state, "ana", "c-ana-2")

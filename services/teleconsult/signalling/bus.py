@@ -51,6 +51,7 @@ CLOSE_SLOW = 1013
 """The client reads too slowly: its backlog of messages overflowed (RFC 6455 "try again later")."""
 ROOM_TTL_S = 24 * 3600
 """A room's state outlives its last socket by a day, so admission survives a break."""
+SWEEP_S = 60.0
 OUTBOX_LIMIT = 512
 UPDATE_ATTEMPTS = 100
 
@@ -174,16 +175,27 @@ class MemoryBus(Bus):
 
     def __init__(self, instance: str | None = None) -> None:
         super().__init__(instance)
-        self._rooms: dict[int, RoomState] = {}
+        self._rooms: dict[int, tuple[RoomState, float]] = {}
         self._lock = asyncio.Lock()
+        self._swept = time.monotonic()
 
     async def apply(self, session_id: int, op: Op[R], *, writes: bool = True) -> R:
         async with self._lock:
-            state = self._rooms.get(session_id, RoomState())
+            now = time.monotonic()
+            state = self._rooms.get(session_id, (RoomState(), now))[0]
             result = op(state, self._local.keys())
             if writes and result.state is not state:
-                self._rooms[session_id] = result.state
+                self._rooms[session_id] = (result.state, now)
+            if now - self._swept > SWEEP_S:
+                self._sweep(now)
             return result
+
+    def _sweep(self, now: float) -> None:
+        """Forget rooms nobody is in and nobody touched for `ROOM_TTL_S`, as Redis expires them."""
+        self._swept = now
+        for session_id, (state, touched) in list(self._rooms.items()):
+            if not state.members and now - touched > ROOM_TTL_S:
+                del self._rooms[session_id]
 
 
 class RedisBus(Bus):
@@ -253,7 +265,9 @@ class RedisBus(Bus):
                     await pipe.watch(key)
                     state = room.loads(await pipe.get(key))
                     now = time.time()
-                    alive = {_text(c) for c in await self.redis.zrangebyscore(alive_key, now, "+inf")}
+                    alive = {
+                        _text(c) for c in await self.redis.zrangebyscore(alive_key, now, "+inf")
+                    }
                     result = op(state, alive)
                     if result.state is state:
                         await pipe.unwatch()  # type: ignore[no-untyped-call]

@@ -70,7 +70,11 @@ async def session_entry_check(platform: Platform, grant: JoinGrant) -> None:
             raise access.not_found(actor, JOIN_ACTION, grant.session_id)
         if row.status in CLOSED:
             raise access.conflict(
-                actor, JOIN_ACTION, f"session_{row.status}", f"the teleconsultation is {row.status}", row.id
+                actor,
+                JOIN_ACTION,
+                f"session_{row.status}",
+                f"the teleconsultation is {row.status}",
+                row.id,
             )
         await access.entitled(
             session,

@@ -28,6 +28,7 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from starlette.types import ASGIApp
+from starlette.websockets import WebSocketState
 
 from services.teleconsult import tokens
 from services.teleconsult.signalling import bus as buses
@@ -44,6 +45,7 @@ __all__ = ["MAX_STRIKES", "Signalling", "announce", "install", "router", "signal
 
 log = logging.getLogger("jisr.teleconsult.signalling")
 
+CLOSE_INTERNAL = 1011
 MAX_STRIKES = 5
 """Refused messages in a row before the socket is closed as garbage."""
 WRITER_DRAIN_S = 5.0
@@ -114,7 +116,9 @@ async def signalling_socket(websocket: WebSocket, session_id: int) -> None:
     except Exception:
         log.exception("signalling: socket of room %s failed", session_id)
         with contextlib.suppress(Exception):
-            await websocket.close(code=1011)
+            if websocket.client_state is WebSocketState.CONNECTING:
+                await websocket.accept()  # so the client sees 1011, not a bare 403
+            await websocket.close(code=CLOSE_INTERNAL)
 
 
 async def _refuse(
@@ -126,7 +130,9 @@ async def _refuse(
         except Exception:
             log.exception("signalling: the refusal could not be audited")
     await websocket.accept()
-    await websocket.close(code=room.CLOSE_POLICY, reason=reason.encode()[:120].decode(errors="ignore"))
+    await websocket.close(
+        code=room.CLOSE_POLICY, reason=reason.encode()[:120].decode(errors="ignore")
+    )
 
 
 def _refusal(session_id: int, rule: str, reason: str, details: dict[str, Any]) -> audit.Refusal:
@@ -148,7 +154,9 @@ async def _admit(websocket: WebSocket, signalling: Signalling, session_id: int) 
     origin = websocket.headers.get("origin")
     details = {"path": websocket.url.path, "origin": origin}
     if not origins.allowed(
-        origin, host=websocket.headers.get("host"), allowed_origins=platform.settings.allowed_origins
+        origin,
+        host=websocket.headers.get("host"),
+        allowed_origins=platform.settings.allowed_origins,
     ):
         reason = f"origin {origin!r} may not open signalling sockets"
         refusal = _refusal(session_id, "origin_not_allowed", reason, details)
@@ -161,7 +169,9 @@ async def _admit(websocket: WebSocket, signalling: Signalling, session_id: int) 
         grant = tokens.verify(platform.keyring, platform.settings, token, session_id=session_id)
     except InvalidToken as exc:
         reason = exc.detail or "invalid token"
-        await _refuse(websocket, signalling, _refusal(session_id, "invalid_token", reason, details), reason)
+        await _refuse(
+            websocket, signalling, _refusal(session_id, "invalid_token", reason, details), reason
+        )
         return None
     try:
         await signalling.hooks.check_entry(platform, grant)
@@ -199,11 +209,14 @@ class _Peer:
         try:
             member, limit = self.member, self.settings.teleconsult_max_participants
             joined = await self.bus.update(
-                self.session_id, lambda state, alive: room.join(state, member, max_people=limit, alive=alive)
+                self.session_id,
+                lambda state, alive: room.join(state, member, max_people=limit, alive=alive),
             )
             if joined.refused == "ended":
                 await self.websocket.send_json({"type": "ended", "by": "", "outcome": ""})
-                await self.websocket.close(code=room.CLOSE_NORMAL, reason="the teleconsultation ended")
+                await self.websocket.close(
+                    code=room.CLOSE_NORMAL, reason="the teleconsultation ended"
+                )
                 return
             if joined.refused is not None:
                 await self.websocket.send_json(
@@ -223,7 +236,8 @@ class _Peer:
         reader: asyncio.Task[Any] = asyncio.create_task(self._read(), name="signalling-read")
         writer: asyncio.Task[Any] = asyncio.create_task(self._write(), name="signalling-write")
         done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-        if reader in done and not reader.exception() and reader.result():
+        failed = [t for t in done if not t.cancelled() and t.exception() is not None]
+        if reader in done and not failed and reader.result():
             # The reader asked to close: let the writer send what is queued, then the close.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(writer), WRITER_DRAIN_S)
@@ -231,9 +245,15 @@ class _Peer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                log.warning("signalling: %s ended with %r", task.get_name(), task.exception())
+        if reader in failed:
+            log.error(
+                "signalling: peer %s in room %s failed",
+                self.member.peer_id,
+                self.session_id,
+                exc_info=reader.exception(),
+            )
+            with contextlib.suppress(Exception):
+                await self.websocket.close(code=CLOSE_INTERNAL)
 
     async def _write(self) -> None:
         while True:
@@ -276,8 +296,14 @@ class _Peer:
                 return True
             strikes += 1
             if strikes >= MAX_STRIKES:
-                code = room.CLOSE_TOO_BIG if problem.code == ErrorCode.TOO_LARGE else room.CLOSE_POLICY
-                self._send(protocol.error(problem.code, problem.detail), close=code, reason="too many bad messages")
+                code = (
+                    room.CLOSE_TOO_BIG if problem.code == ErrorCode.TOO_LARGE else room.CLOSE_POLICY
+                )
+                self._send(
+                    protocol.error(problem.code, problem.detail),
+                    close=code,
+                    reason="too many bad messages",
+                )
                 return True
             self._send(protocol.error(problem.code, problem.detail))
 
@@ -318,6 +344,9 @@ class _Peer:
             if exc.refusal is not None:
                 await audit.write_refusal(self.signalling.platform.database, exc.refusal)
             return ProtocolError(ErrorCode.END_FAILED, exc.detail or exc.slug)
+        except Exception:
+            log.exception("signalling: the end of room %s could not be recorded", self.session_id)
+            return ProtocolError(ErrorCode.END_FAILED, "the end could not be recorded; try again")
         ended = {"type": "ended", "by": peer, "outcome": message.outcome}
         await self.bus.update(self.session_id, lambda state, _alive: room.end(state, ended))
         return None
@@ -341,7 +370,9 @@ class _Peer:
             if removed:
                 await self.signalling.hooks.peer_left(self.signalling.platform, self.grant)
         except Exception:
-            log.exception("signalling: peer %s could not leave room %s cleanly", peer, self.session_id)
+            log.exception(
+                "signalling: peer %s could not leave room %s cleanly", peer, self.session_id
+            )
 
 
 async def announce(target: Platform | Bus, session_id: int, message: dict[str, Any]) -> None:
