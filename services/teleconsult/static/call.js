@@ -4,10 +4,11 @@
 // `admitted`); the others answer. Candidates are trickled as the browser finds
 // them and the peer's trickled candidates are added as they come; an aiortc
 // peer sends none (its SDP carries them all), which needs nothing special.
-// Renegotiation follows W3C WebRTC's "perfect negotiation": the polite side
-// (the larger peer id) rolls back its own offer on a collision. ICE is restarted
-// (`restartIce()`, W3C WebRTC §4.4.1.6) when a connection fails, stays
-// disconnected, or the signalling socket came back after a drop.
+// Only the side that started a connection offers on it, so offers do not collide;
+// should they (a restart crossing an offer), W3C WebRTC's "perfect negotiation"
+// applies: the polite side (the larger peer id) gives way. ICE is restarted
+// (`restartIce()`, W3C WebRTC §4.4.1.6) by the offering side when a connection
+// fails or stays disconnected, and by the peer whose signalling socket came back.
 
 const DISCONNECTED_GRACE_MS = 2500;
 
@@ -51,7 +52,11 @@ export class Call extends EventTarget {
       this.dispatchEvent(new CustomEvent("track", { detail: { peerId, stream, track } }));
     };
     pc.ondatachannel = ({ channel }) => this.useChannel(peerId, channel);
-    pc.onnegotiationneeded = () => this.offer(peerId);
+    // Only the peer that started the connection offers (the room's rule: no glare); an
+    // answerer with a track the offer had no place for keeps it to itself.
+    pc.onnegotiationneeded = () => {
+      if (this.peers.get(peerId)?.initiator) this.offer(peerId);
+    };
     pc.oniceconnectionstatechange = () => this.watchIce(peerId);
     pc.onconnectionstatechange = () => {
       this.dispatchEvent(new CustomEvent("state", { detail: { peerId, state: pc.connectionState } }));
@@ -77,6 +82,7 @@ export class Call extends EventTarget {
       return;
     }
     const peer = this.connection(peerId, info);
+    peer.initiator = true;
     this.useChannel(peerId, peer.pc.createDataChannel("chat"));
   }
 
@@ -141,6 +147,7 @@ export class Call extends EventTarget {
     const state = peer.pc.iceConnectionState;
     this.dispatchEvent(new CustomEvent("ice", { detail: { peerId, state } }));
     window.clearTimeout(peer.timer);
+    if (!peer.initiator) return; // the side that offered restarts; the other answers
     if (state === "failed") {
       this.restart(peerId);
     } else if (state === "disconnected") {

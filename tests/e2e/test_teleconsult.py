@@ -1,0 +1,287 @@
+"""The teleconsult page in headless Chromium against the real platform, with an aiortc peer.
+
+AP-HP's specialist accepted a nephrology teleconsultation from Oran (the demo's
+AG-2024-ORAN-APHP covers it) and schedules the session, inviting Oran's
+referring physician. The specialist (the host) opens `/teleconsults/{id}` in
+Chromium with fake camera and microphone and joins; Oran's physician is an
+aiortc peer that joins through `POST /api/teleconsults/{id}/join` and the real
+signalling socket and waits; the host admits it from the page's waiting list.
+Each side then receives the other's video frames: the page's remote <video>
+decodes frames (its size and `framesDecoded`), the aiortc peer gets frames,
+and a chat line typed in the page arrives over the data channel. The page
+shows the other side's name and institution. In Arabic the page is right to
+left. A user of a third institution gets the 404 page, and the page's join
+route refuses a call without the page's CSRF token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import uuid
+from collections.abc import Coroutine, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from shared.i18n import translate
+from tests.conftest import missing_part
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, DEMO_PASSWORD, Platform
+from tests.teleconsult.peers import AiortcPeer, SignallingClient, loopback_candidates
+
+T = TypeVar("T")
+DEMO = json.loads((Path(__file__).parents[2] / "jisr" / "demo.json").read_text(encoding="utf-8"))
+SLUGS = {i["code"]: i["slug"] for i in DEMO["institutions"]}
+MEDIA_ARGS = [
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+]
+WAIT_MS = 30_000
+WAIT_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def media_chromium() -> Iterator[Any]:
+    """Chromium with fake camera and microphone, allowed to use loopback candidates."""
+    if not CHROMIUM.exists():
+        missing_part(f"Chromium is not installed at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing_part("the playwright package is not installed")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *MEDIA_ARGS]
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class Loop:
+    """An asyncio loop in a thread of its own, for the aiortc peer beside the sync browser."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="aiortc", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = WAIT_S) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def headers(client: httpx.Client, username: str) -> dict[str, str]:
+    answer = client.post("/auth/token", data={"username": username, "password": DEMO_PASSWORD})
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+
+def scheduled_session(base: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """A session hosted by AP-HP's specialist with Oran's referrer; the referrer's headers and facts."""
+    oran, aphp = SLUGS["DZ-ORAN-EHU"], SLUGS["FR-PARIS-APHP"]
+    with httpx.Client(base_url=base, timeout=30) as client:
+        referrer = headers(client, f"{oran}.referrer")
+        specialist = headers(client, f"{aphp}.specialist")
+        answer = client.post(
+            "/api/referrals",
+            json={
+                "patient": {
+                    "local_id": f"ORAN-TC-{uuid.uuid4().hex[:6]}",
+                    "name": "Amina Khelifi",
+                    "sex": "F",
+                    "birth_date": "1981-02-14",
+                },
+                "question": "Greffe rénale : bilan pré-greffe à discuter en téléconsultation ?",
+                "summary": "Insuffisance rénale terminale, dialysée depuis 2 ans.",
+                "specialty": "nephrology",
+                "urgency": "routine",
+                "service": "teleconsultation",
+                "languages": ["fr"],
+            },
+            headers={**referrer, "Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert answer.status_code == 201, answer.text
+        referral = answer.json()
+        accepted = client.post(f"/api/referrals/{referral['id']}/accept", headers=specialist)
+        assert accepted.status_code == 200, accepted.text
+        me = client.get("/api/users/me", headers=referrer).json()
+        institution = client.get(
+            f"/api/institutions/{me['institution_id']}", headers=referrer
+        ).json()
+        me["institution_names"] = set(institution["names"].values())
+        created = client.post(
+            "/api/teleconsults",
+            json={
+                "referral_id": referral["id"],
+                "starts_at": (datetime.now(UTC) + timedelta(minutes=2)).isoformat(),
+                "duration_minutes": 30,
+                "participants": [me["id"]],
+            },
+            headers=specialist,
+        )
+        assert created.status_code == 201, created.text
+        return int(created.json()["id"]), referrer, me
+
+
+def sign_in(page: Any, path: str, username: str) -> None:
+    page.goto(path)
+    page.wait_for_url(re.compile(r"/login\?next="))
+    page.fill("#f-username", username)
+    page.fill("#f-password", DEMO_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(re.escape(path) + "$"))
+
+
+async def aiortc_joins(base: str, session_id: int, referrer: dict[str, str]) -> Any:
+    """Oran's physician joins through the API and the signalling socket, as an aiortc peer."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        joined = await client.post(f"/api/teleconsults/{session_id}/join", headers=referrer)
+    assert joined.status_code == 200, joined.text
+    ticket = joined.json()
+    assert ticket["waiting"] is True
+    opened = SignallingClient.open(base, session_id, ticket["token"])
+    client_ = await opened.__aenter__()
+    peer = AiortcPeer(client_, shade=90)
+    welcome = await peer.start()
+    assert welcome["waiting"] is True
+    return opened, peer
+
+
+def test_the_host_admits_an_aiortc_peer_and_each_receives_the_others_frames(
+    platform_server: Platform, media_chromium: Any
+) -> None:
+    base = platform_server.base_url
+    session_id, referrer, oran = scheduled_session(base)
+    aphp = SLUGS["FR-PARIS-APHP"]
+    context = media_chromium.new_context(base_url=base, locale="fr-FR")
+    page = context.new_page()
+    path = f"/teleconsults/{session_id}"
+    sign_in(page, path, f"{aphp}.specialist")
+    page.goto(f"{path}?lang=fr")
+    assert page.locator("html").get_attribute("dir") == "ltr"
+    assert page.locator("h1").inner_text() == translate("tc.title", "fr", session=session_id)
+
+    page.click("#join")
+    page.wait_for_function("() => !document.getElementById('room').hidden", timeout=WAIT_MS)
+    assert page.locator("#end").is_visible()  # the host may end the session
+    page.wait_for_function("() => document.getElementById('local').videoWidth > 0", timeout=WAIT_MS)
+
+    loop = Loop()
+    patch = loopback_candidates()
+    patch.__enter__()
+    opened: Any = None
+    peer: Any = None
+    try:
+        opened, peer = loop.run(aiortc_joins(base, session_id, referrer))
+        # The host sees who waits, with name and institution, and admits them.
+        page.wait_for_selector("#waitlist-items li button.admit", timeout=WAIT_MS)
+        page.click("#waitlist-items li button.admit")
+
+        # The aiortc peer, admitted, offers; the page answers (trickling its candidates).
+        host_id = next(iter(loop.run(wait_for_pc(peer))))
+        frame = loop.run(peer.first_frame(host_id, WAIT_S))
+        assert frame.width > 0 and frame.height > 0
+
+        page.wait_for_function(
+            "() => { const v = document.querySelector('figure.remote video');"
+            " return v && v.videoWidth > 0 && v.readyState >= 2; }",
+            timeout=WAIT_MS,
+        )
+        assert page.locator("figure.remote video").evaluate("v => v.videoWidth") == 320
+        page.wait_for_function(
+            "async () => { const s = window.jisrTeleconsult; let n = 0;"
+            " for (const p of s.call.peers.values()) { (await p.pc.getStats()).forEach(r => {"
+            " if (r.type === 'inbound-rtp' && r.kind === 'video') n += r.framesDecoded || 0; }); }"
+            " return n > 5; }",
+            timeout=WAIT_MS,
+            polling=250,
+        )
+        # The other side's name and institution, as the join grant carries them.
+        shown = page.locator("figure.remote .peer-name").inner_text().strip()
+        assert shown == oran["display_name"]
+        where = page.locator("figure.remote .peer-institution").inner_text().strip()
+        assert where in oran["institution_names"], (where, oran["institution_names"])
+
+        # Chat over the data channel, both ways.
+        channel = loop.run(peer.channel_open(host_id, WAIT_S))
+        page.fill("#chat-text", "Bonjour, vous m'entendez ?")
+        page.click("#chat-form button[type=submit]")
+        got = loop.run(asyncio.wait_for(peer.channel_messages.get(), WAIT_S))
+        assert got == (host_id, "Bonjour, vous m'entendez ?")
+        loop.loop.call_soon_threadsafe(channel.send, "Oui, très bien.")
+        page.wait_for_function(
+            "() => document.getElementById('chat-log').innerText.includes('Oui, très bien.')",
+            timeout=WAIT_MS,
+        )
+
+        # Mute and camera toggles act on the local tracks.
+        page.click("#mute")
+        assert page.evaluate(
+            "() => window.jisrTeleconsult.stream.getAudioTracks().every(t => !t.enabled)"
+        )
+        page.click("#camera")
+        assert page.evaluate(
+            "() => window.jisrTeleconsult.stream.getVideoTracks().every(t => !t.enabled)"
+        )
+    finally:
+        if peer is not None:
+            loop.run(peer.close())
+        if opened is not None:
+            loop.run(opened.__aexit__(None, None, None))
+        patch.__exit__(None, None, None)
+        loop.close()
+        context.close()
+
+
+async def wait_for_pc(peer: Any) -> dict[str, Any]:
+    """The aiortc peer's connections once it has one (it offers as soon as it is admitted)."""
+    await peer.expect("admitted", WAIT_S)
+    return dict(peer.pcs)
+
+
+def test_the_page_speaks_arabic_right_to_left_and_refuses_others(
+    platform_server: Platform, media_chromium: Any
+) -> None:
+    base = platform_server.base_url
+    session_id, _, _ = scheduled_session(base)
+    path = f"/teleconsults/{session_id}"
+    context = media_chromium.new_context(base_url=base, locale="ar")
+    page = context.new_page()
+    sign_in(page, path, f"{SLUGS['DZ-ORAN-EHU']}.referrer")
+    page.goto(f"{path}?lang=ar")
+    assert page.locator("html").get_attribute("lang") == "ar"
+    assert page.locator("html").get_attribute("dir") == "rtl"
+    assert page.locator("h1").inner_text() == translate("tc.title", "ar", session=session_id)
+    assert page.locator("#join").inner_text() == translate("tc.join", "ar")
+    direction = page.locator("#lobby").evaluate("e => getComputedStyle(e).direction")
+    assert direction == "rtl"
+
+    # The page's join route needs the page's CSRF token.
+    refused = context.request.post(f"{base}{path}/join")
+    assert refused.status == 403
+    context.close()
+
+    stranger = media_chromium.new_context(base_url=base, locale="en-US")
+    page = stranger.new_page()
+    sign_in(page, path, f"{SLUGS['MA-TINGHIR-CHP']}.referrer")
+    answer = page.goto(f"{path}?lang=en")
+    assert answer is not None and answer.status == 404
+    assert page.locator("h1").inner_text() == translate("tc.not_found", "en")
+    csrf = next(c["value"] for c in stranger.cookies() if c["name"] == "jisr_csrf")
+    joined = stranger.request.post(f"{base}{path}/join", headers={"X-CSRF-Token": csrf})
+    assert joined.status == 404
+    stranger.close()
