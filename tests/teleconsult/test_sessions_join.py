@@ -222,3 +222,20 @@ async def test_a_session_holding_the_last_unit_of_the_quota_still_joins(clinic: 
     assert joined.status_code == 200, joined.text
     [event] = await clinic.audit("teleconsult.join")
     assert (event.outcome, event.rule) == ("allowed", "quota_held")
+
+
+async def test_a_patient_refused_by_the_agreement_reads_why_in_its_language(
+    clinic: Clinic,
+) -> None:
+    created = await clinic.scheduled(patient={"display_name": "Y.", "language": "ar"})
+    await clinic.set_agreement_status("suspended")
+    refused = await clinic.post(
+        None,
+        f"/api/teleconsults/{created['id']}/join/guest",
+        {"secret": created["patient_link"]["secret"]},
+    )
+    assert refused.status_code == 403
+    assert refused.json()["rule"] == "agreement_suspended"
+    assert clinic.agreement.code in refused.json()["detail"]
+    assert any("\u0600" <= ch <= "\u06ff" for ch in refused.json()["detail"])  # Arabic
+    assert await clinic.refusals("teleconsult.join_guest") == ["agreement_suspended"]

@@ -203,7 +203,7 @@ async def join(
         participant,
         actor=who.actor,
         action=action,
-        lang=who.lang,
+        lang=who.lang if who.caller is not None else participant.lang,
         now=now or utcnow(),
     )
 
