@@ -90,7 +90,9 @@ def headers(client: httpx.Client, username: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {answer.json()['access_token']}"}
 
 
-def scheduled_session(base: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+def scheduled_session(
+    base: str, *, low_bandwidth: bool = False
+) -> tuple[int, dict[str, str], dict[str, Any]]:
     """A session hosted by AP-HP's specialist with Oran's referrer; the referrer's headers and facts."""
     oran, aphp = SLUGS["DZ-ORAN-EHU"], SLUGS["FR-PARIS-APHP"]
     with httpx.Client(base_url=base, timeout=30) as client:
@@ -130,6 +132,7 @@ def scheduled_session(base: str) -> tuple[int, dict[str, str], dict[str, Any]]:
                 "starts_at": (datetime.now(UTC) + timedelta(minutes=2)).isoformat(),
                 "duration_minutes": 30,
                 "participants": [me["id"]],
+                "low_bandwidth": low_bandwidth,
             },
             headers=specialist,
         )
@@ -285,3 +288,100 @@ def test_the_page_speaks_arabic_right_to_left_and_refuses_others(
     joined = stranger.request.post(f"{base}{path}/join", headers={"X-CSRF-Token": csrf})
     assert joined.status == 404
     stranger.close()
+
+
+def remote_frames(page: Any) -> int:
+    return int(
+        page.evaluate(
+            "async () => { let n = 0; for (const p of window.jisrTeleconsult.call.peers.values()) {"
+            " (await p.pc.getStats()).forEach(r => { if (r.type === 'inbound-rtp' &&"
+            " r.kind === 'video') n += r.framesDecoded || 0; }); } return n; }"
+        )
+    )
+
+
+def local_ufrag(page: Any) -> str:
+    return str(
+        page.evaluate(
+            "() => { const [p] = window.jisrTeleconsult.call.peers.values();"
+            " return /a=ice-ufrag:(\\S+)/.exec(p.pc.localDescription.sdp)[1]; }"
+        )
+    )
+
+
+def test_two_browsers_in_low_bandwidth_restart_ice_after_a_drop_and_the_host_ends(
+    platform_server: Platform, media_chromium: Any
+) -> None:
+    """Browser to browser: waiting room, low-bandwidth video, an ICE restart, stats, the end."""
+    base = platform_server.base_url
+    session_id, _, _ = scheduled_session(base, low_bandwidth=True)
+    path = f"/teleconsults/{session_id}"
+    host_context = media_chromium.new_context(base_url=base, locale="fr-FR")
+    guest_context = media_chromium.new_context(base_url=base, locale="en-US")
+    try:
+        host = host_context.new_page()
+        guest = guest_context.new_page()
+        sign_in(host, path, f"{SLUGS['FR-PARIS-APHP']}.specialist")
+        sign_in(guest, path, f"{SLUGS['DZ-ORAN-EHU']}.referrer")
+        assert guest.locator("#low-bandwidth").is_visible()
+
+        host.click("#join")
+        host.wait_for_function("() => !document.getElementById('room').hidden", timeout=WAIT_MS)
+        guest.click("#join")
+        guest.wait_for_function("() => !document.getElementById('waiting').hidden", timeout=WAIT_MS)
+        assert guest.locator("#room").is_hidden()
+        host.wait_for_selector("#waitlist-items li button.admit", timeout=WAIT_MS)
+        host.click("#waitlist-items li button.admit")
+        guest.wait_for_function("() => !document.getElementById('room').hidden", timeout=WAIT_MS)
+
+        playing = (
+            "() => { const v = document.querySelector('figure.remote video');"
+            " return v && v.videoWidth > 0 && v.readyState >= 2; }"
+        )
+        host.wait_for_function(playing, timeout=WAIT_MS)
+        guest.wait_for_function(playing, timeout=WAIT_MS)
+        # Low-bandwidth mode: the camera is asked for 320x240.
+        assert guest.locator("#local").evaluate("v => v.videoWidth") == 320
+        assert host.locator("figure.remote video").evaluate("v => v.videoWidth") == 320
+
+        # A quality sample reaches the server (the page's stats route answers 204).
+        with guest.expect_response(
+            lambda r: r.url.endswith(f"{path}/stats") and r.request.method == "POST",
+            timeout=WAIT_MS,
+        ) as posted:
+            pass
+        assert posted.value.status == 204
+
+        # A network drop as the server sees it late: the guest's socket comes back while the
+        # old one is still open, so both keep their connection and the guest restarts ICE.
+        before_ufrag = local_ufrag(guest)
+        before_frames = remote_frames(host)
+        guest.evaluate("() => window.jisrTeleconsult.signalling.open()")
+        guest.wait_for_function("() => window.jisrTeleconsult.restarts >= 1", timeout=WAIT_MS)
+        guest.wait_for_function(
+            "(old) => { const [p] = window.jisrTeleconsult.call.peers.values();"
+            " return p.pc.signalingState === 'stable' &&"
+            " !p.pc.localDescription.sdp.includes('a=ice-ufrag:' + old); }",
+            arg=before_ufrag,
+            timeout=WAIT_MS,
+        )
+        assert local_ufrag(guest) != before_ufrag
+        host.wait_for_function(
+            "async (n) => { let f = 0; for (const p of window.jisrTeleconsult.call.peers.values()) {"
+            " (await p.pc.getStats()).forEach(r => { if (r.type === 'inbound-rtp' &&"
+            " r.kind === 'video') f += r.framesDecoded || 0; }); } return f > n + 15; }",
+            arg=before_frames,
+            timeout=WAIT_MS,
+            polling=250,
+        )
+        assert host.evaluate("() => window.jisrTeleconsult.call.peers.size") == 1
+
+        # The host ends the session for everyone.
+        host.on("dialog", lambda dialog: dialog.accept())
+        host.click("#end")
+        guest.wait_for_function("() => !document.getElementById('over').hidden", timeout=WAIT_MS)
+        lang = str(guest.locator("html").get_attribute("lang"))
+        assert guest.locator("#over-text").inner_text() == translate("tc.ended", lang)
+    finally:
+        host_context.close()
+        guest_context.close()
