@@ -8,7 +8,8 @@
     ├── NotFound              404  (the same body whether missing or invisible)
     ├── Conflict              409
     ├── PayloadTooLarge       413
-    └── Unprocessable         422  (a payload that parsed but makes no sense)
+    ├── Unprocessable         422  (a payload that parsed but makes no sense)
+    └── ServiceUnavailable    503  (with Retry-After; the database connection was lost)
 
 Every problem has a stable `type` URI (`urn:jisr:problem:<slug>`), a `title` in
 the caller's language, and the request id, so a user can quote it to support.
@@ -20,9 +21,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from asyncpg.exceptions import PostgresError  # type: ignore[import-untyped]
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import audit
@@ -41,6 +44,7 @@ __all__ = [
     "JisrError",
     "NotFound",
     "PayloadTooLarge",
+    "ServiceUnavailable",
     "Unauthorized",
     "Unprocessable",
     "install",
@@ -111,6 +115,36 @@ class Unprocessable(JisrError):
     status, slug = 422, "validation"
 
 
+class ServiceUnavailable(JisrError):
+    status, slug = 503, "service_unavailable"
+
+
+RETRY_AFTER_S = 2
+"""Seconds a client should wait after losing the database (a restart takes about one)."""
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """True when `exc` (or what it wraps) says the database went away, not that a query was wrong.
+
+    PostgreSQL's SQLSTATE classes 08 (connection exception) and 57P (operator
+    intervention: shutdown, cannot connect now), a connection SQLAlchemy
+    invalidated, or a socket refused or reset while connecting.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        state = getattr(current, "sqlstate", None)
+        if isinstance(current, PostgresError) and str(state).startswith(("08", "57P")):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__
+    return False
+
+
 def problem_response(
     request: Request, status: int, slug: str, detail: str | None = None, **extra: Any
 ) -> JSONResponse:
@@ -126,6 +160,8 @@ def problem_response(
         body["detail"] = detail
     body.update(extra)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -176,6 +212,17 @@ def install(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else None
         return problem_response(request, exc.status_code, slug, detail)
 
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        """A lost database connection is a retryable 503; any other database error stays a 500."""
+        if not connection_lost(exc):
+            raise exc
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return problem_response(
+            request, 503, ServiceUnavailable.slug, "the database is unavailable; try again"
+        )
+
     app.add_exception_handler(JisrError, jisr_error)
+    for kind in (DBAPIError, PostgresError, ConnectionError):
+        app.add_exception_handler(kind, database_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -5,24 +5,33 @@ concurrent duplicate finds it at once and gets 409; the answer is stored in
 the same transaction as the work, so a replay after completion returns it;
 the same key with another body is 422; keys belong to the caller. If the
 work fails, the claim is withdrawn and the client may retry with the key.
+
+A claim is a lease: when the database goes away mid-request, neither the work
+nor the withdrawal can be written and the claim stays "started". A retry after
+`LEASE` takes it over (a new `created_at`); the old request, should it still
+be running, then fails to complete (its `created_at` no longer matches, read
+under a row lock) and rolls its work back, so the key still yields one referral.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.referral.referrals import repository as repo
 from services.referral.referrals.models import IdempotencyKey
-from shared.db import Database
+from shared.db import Database, utcnow
 from shared.problems import BadRequest, Conflict, Unprocessable
 
 MAX_KEY = 255
+LEASE = timedelta(seconds=10)
+"""How long a started claim holds its key; far longer than a submission takes."""
 
 
 def fingerprint(body: Any) -> str:
@@ -49,6 +58,10 @@ async def claim(
         raise Conflict("a request with this Idempotency-Key is being retried; try again")
     if existing.fingerprint != mark:
         raise Unprocessable("this Idempotency-Key was used with a different request body")
+    if existing.state != "done" and existing.created_at <= utcnow() - LEASE:
+        taken = await _take_over(database, existing)
+        if taken is not None:
+            return taken
     if existing.state != "done" or existing.body is None:
         raise Conflict(
             "a request with this Idempotency-Key is still in progress",
@@ -57,16 +70,51 @@ async def claim(
     return {"status_code": existing.status_code, "body": existing.body}
 
 
+async def _take_over(database: Database, stale: IdempotencyKey) -> IdempotencyKey | None:
+    """Renew a claim whose lease ran out; None when another retry renewed it first."""
+    renewed = utcnow()
+    async with database.transaction() as session:
+        result = await session.execute(
+            update(IdempotencyKey)
+            .where(
+                IdempotencyKey.id == stale.id,
+                IdempotencyKey.state == "started",
+                IdempotencyKey.created_at == stale.created_at,
+            )
+            .values(created_at=renewed)
+        )
+    if getattr(result, "rowcount", 0) != 1:
+        return None
+    stale.created_at = renewed
+    return stale
+
+
 async def complete(
     session: AsyncSession, row: IdempotencyKey, *, status_code: int, body: Any
 ) -> None:
-    """Store the answer in the work's own transaction."""
-    stored = await session.get(IdempotencyKey, row.id)
-    if stored is not None:
-        stored.state, stored.status_code, stored.body = "done", status_code, body
-        await session.flush()
+    """Store the answer in the work's own transaction, if the claim is still ours."""
+    stored = await session.scalar(
+        select(IdempotencyKey)
+        .where(IdempotencyKey.id == row.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if stored is None or stored.state != "started" or stored.created_at != row.created_at:
+        raise Conflict(
+            "a retry with this Idempotency-Key took over this request; its answer stands",
+            rule="idempotency_in_progress",
+        )
+    stored.state, stored.status_code, stored.body = "done", status_code, body
+    await session.flush()
 
 
 async def withdraw(database: Database, row: IdempotencyKey) -> None:
+    """Give the key back, unless a retry has taken it over since."""
     async with database.transaction() as session:
-        await session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == row.id))
+        await session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.id == row.id,
+                IdempotencyKey.state == "started",
+                IdempotencyKey.created_at == row.created_at,
+            )
+        )
