@@ -31,6 +31,8 @@ from services.teleconsult.sessions import rules
 from services.teleconsult.sessions import schemas as s
 from services.teleconsult.sessions.access import (
     RESOURCE,
+    Attendee,
+    attendee_participant,
     conflict,
     counterpart,
     entitled,
@@ -223,24 +225,16 @@ async def create(
         else ParticipantKind.SPECIALIST
     )
     host = await session.get(User, caller.user_id)
-    session.add(
-        Participant(
-            teleconsult_id=row.id,
-            user_id=caller.user_id,
-            institution_id=caller.institution_id,
-            kind=host_kind.value,
-            host=True,
-            display_name=caller.display_name,
-            lang=_lang(host) if host is not None else caller.lang,
-        )
-    )
-    for user, kind in invitees:
+    if host is None:  # the caller's own row, read for this request: it cannot vanish
+        raise NotFound("no such user")
+    for user, kind in [(host, host_kind), *invitees]:
         session.add(
             Participant(
                 teleconsult_id=row.id,
                 user_id=user.id,
                 institution_id=user.institution_id,
                 kind=kind.value,
+                host=user is host,
                 display_name=user.display_name,
                 lang=_lang(user),
             )
@@ -301,21 +295,6 @@ async def get(
     return await visible_session(session, caller, session_id, action=action)
 
 
-async def _own_participant(
-    session: AsyncSession, caller: Caller, row: Teleconsult, *, action: str
-) -> Participant:
-    found = await repo.participant_for_user(session, session_id=row.id, user_id=caller.user_id)
-    if found is None:
-        raise forbidden(
-            caller.actor,
-            action,
-            "not_invited",
-            "only the invited participants act on this teleconsultation",
-            row.id,
-        )
-    return found
-
-
 async def cancel(
     session: AsyncSession,
     caller: Caller,
@@ -327,7 +306,7 @@ async def cancel(
     """An invited clinician calls off a session that has not begun; its unit is released."""
     action = "teleconsult.cancel"
     row = await visible_session(session, caller, session_id, action=action, for_update=True)
-    await _own_participant(session, caller, row, action=action)
+    await attendee_participant(session, Attendee(caller=caller), row, action=action)
     if row.status != SessionStatus.SCHEDULED.value:
         raise conflict(
             caller.actor,
