@@ -335,6 +335,7 @@ def deidentify(
     pseudonym: str,
     options: Options,
     identifiers: Identifiers | None = None,
+    own: Identifiers | None = None,
 ) -> Dataset:
     """A new, de-identified copy of `ds`; `ds` itself is left as it was.
 
@@ -342,7 +343,8 @@ def deidentify(
     the shift from the original Patient ID, or from the pseudonym when there
     is none), `pseudonym` the patient's pseudonym under the agreement,
     `options` the coverage line's data terms. `identifiers` (the study's, merged over its
-    instances) widens what the Clean action removes beyond this instance's own.
+    instances) widens what the Clean action removes beyond this instance's own;
+    `own` is `identifiers_of(ds)` when the caller has read it already (read here otherwise).
 
     Raises `BurnedInAnnotationRefused` (see `check_burned_in`), `UnusableInput`
     (no SOP Class or Instance UID, values pydicom cannot decode, nesting deeper
@@ -355,7 +357,7 @@ def deidentify(
         if not ds.get("SOPClassUID") or not ds.get("SOPInstanceUID"):
             raise UnusableInput("no SOP Class UID or SOP Instance UID")
         syntax = _transfer_syntax(ds)
-        own = identifiers_of(ds)
+        own = own if own is not None else identifiers_of(ds)
         patient_id = str(ds.get("PatientID") or "").strip() or pseudonym
         ctx = _Context(
             key=key,

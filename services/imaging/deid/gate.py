@@ -48,6 +48,7 @@ MAX_DEPTH = 64  # sequence nesting; pydicom itself fails near 250 with a Recursi
 
 PATIENT_BIRTH_DATE = 0x00100030
 _IDENTIFYING_VRS = frozenset({"CS", "LO", "PN", "SH", "UI"})
+_DECODE_TO_KNOW = frozenset({"SQ", "UN"})  # walked into, or replaced by the dictionary's VR
 _TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 _BYTES_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW"})
 # Bulk image data, read by nobody here: pixels, overlays, waveforms, LUTs, ICC profiles.
@@ -94,23 +95,35 @@ def _values(value: object) -> list[object]:
 
 
 def _walk(
-    ds: Dataset, prefix: str = "", depth: int = 0, *, private: bool = True
+    ds: Dataset,
+    prefix: str = "",
+    depth: int = 0,
+    *,
+    private: bool = True,
+    only: frozenset[str] | None = None,
 ) -> Iterator[tuple[str, DataElement]]:
     """Every element of `ds` and of its nested items, with the tag path of its dataset.
 
-    With `private` False, private elements are skipped without being decoded.
+    With `private` False, private elements are skipped without being decoded;
+    with `only`, so are elements whose VR, as read from the file, is another one
+    (sequences are still walked, and an element of unknown or UN VR is decoded
+    to learn it).
     """
     if depth > MAX_DEPTH:
         raise NestingTooDeep(prefix.rstrip(".") or "(top)", MAX_DEPTH)
     for tag in sorted(ds.keys(), key=int):
         if not private and tag >> 16 & 1:
             continue
+        if only is not None:
+            raw_vr = ds.get_item(tag).VR  # a raw element until decoded: no value conversion
+            if raw_vr is not None and raw_vr not in only and raw_vr not in _DECODE_TO_KNOW:
+                continue
         elem = ds[tag]
         yield prefix, elem
         if elem.VR == "SQ" and elem.value:
             path = tag_path(prefix, tag)
             for index, item in enumerate(elem.value):
-                yield from _walk(item, f"{path}[{index}].", depth + 1, private=private)
+                yield from _walk(item, f"{path}[{index}].", depth + 1, private=private, only=only)
 
 
 def identifiers_of(ds: Dataset) -> Identifiers:
@@ -145,9 +158,11 @@ def identifiers_of(ds: Dataset) -> Identifiers:
                 names.update(words(part))
 
     meta = getattr(ds, "file_meta", None)
-    elements = list(_walk(ds, private=False))
+    # Only the VRs that can hold these identifiers are decoded: pixel data and the
+    # rest are skipped as read, which is most of the time this function used to take.
+    elements = list(_walk(ds, private=False, only=_IDENTIFYING_VRS))
     if meta is not None:
-        elements += list(_walk(meta))
+        elements += list(_walk(meta, only=_IDENTIFYING_VRS))
     for prefix, elem in elements:
         tag, vr, value = int(elem.tag), elem.VR, elem.value  # int: BaseTag's == is slow
         if vr not in _IDENTIFYING_VRS or value is None or value == "":
@@ -183,7 +198,9 @@ def identifiers_of(ds: Dataset) -> Identifiers:
     )
 
 
-def _scan_element(elem: DataElement, identifiers: Identifiers, matcher: Matcher) -> set[IdentifierKind]:
+def _scan_element(
+    elem: DataElement, identifiers: Identifiers, matcher: Matcher
+) -> set[IdentifierKind]:
     vr, value, found = elem.VR, elem.value, set[IdentifierKind]()
     if value is None or value == "" or vr == "SQ":
         return found

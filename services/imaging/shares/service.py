@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.imaging import deid
 from services.imaging.locations import originals, shared_copies
 from services.imaging.shares import repository as repo
+from services.imaging.shares.deidentify import StudyBlocked, deidentify_study
 from services.imaging.shares.models import ImagingShare, ShareStatus
 from services.imaging.shares.schemas import ShareCreate
 from services.imaging.stores import NotFoundInStore, StoreError
@@ -94,42 +95,6 @@ def options_for(
 class Outcome:
     share: ImagingShare
     created: bool
-
-
-class _Blocked(Exception):
-    def __init__(self, rule: str, reason: str) -> None:
-        super().__init__(reason)
-        self.rule = rule
-        self.reason = reason
-
-
-def _deidentify_study(
-    files: list[bytes], *, key: bytes, alias: str, options: deid.Options
-) -> list[bytes]:
-    """Every instance de-identified and passed through the gate, or `_Blocked` (pure, blocking)."""
-    datasets = [pydicom.dcmread(io.BytesIO(data)) for data in files]
-    identifiers = deid.identifiers_of(datasets[0])  # the study's, merged over its instances
-    for ds in datasets[1:]:
-        identifiers = identifiers | deid.identifiers_of(ds)
-    outgoing: list[bytes] = []
-    for ds in datasets:
-        try:
-            out = deid.deidentify(
-                ds, key=key, pseudonym=alias, options=options, identifiers=identifiers
-            )
-            buffer = io.BytesIO()
-            out.save_as(buffer, enforce_file_format=True)
-            data = buffer.getvalue()
-            # What leaves is the file, not the dataset: scan it as the partner will read it.
-            deid.check(pydicom.dcmread(io.BytesIO(data)), identifiers)
-        except deid.BurnedInAnnotationRefused as exc:
-            raise _Blocked("burned_in", exc.reason) from exc
-        except deid.LeakDetected as exc:
-            raise _Blocked("leak_detected", str(exc)) from exc
-        except deid.DeidError as exc:
-            raise _Blocked("deid_failed", str(exc)) from exc
-        outgoing.append(data)
-    return outgoing
 
 
 def _study_uid(data: bytes) -> str:
@@ -228,13 +193,13 @@ async def share(
             outgoing = files
         else:
             outgoing = await asyncio.to_thread(
-                _deidentify_study,
+                deidentify_study,
                 files,
                 key=agreement_key(secret, referral.agreement_id),
-                alias=pseudonym(secret, referral.agreement_id, referral.patient_id),
+                pseudonym=pseudonym(secret, referral.agreement_id, referral.patient_id),
                 options=options_for(identification, terms),
             )
-    except _Blocked as blocked:
+    except StudyBlocked as blocked:
         row.status, row.blocked_reason = ShareStatus.BLOCKED.value, blocked.rule
         session.add(row)
         await session.flush()

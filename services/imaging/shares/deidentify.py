@@ -1,0 +1,183 @@
+"""A study's de-identification for a share, on every core: read, de-identify, write, gate.
+
+Blocking: callers run it in a thread. Every instance is read once here, for the
+study's identifiers (`deid.identifiers_of` each instance, merged with `|`);
+then each goes through `deid.deidentify` with them, is written as a Part 10
+file, and the file as written is read back and passed through the gate (what
+leaves is the file, not the dataset). Any refusal blocks the whole study.
+
+The work is pure Python, so threads would share one core: a study of at least
+`PARALLEL_FROM` instances is spread over a pool of worker processes
+(forkserver, started on first use and kept for the life of the process, so a
+share pays no start-up but the first). A pool that breaks is dropped and the
+study done here instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import multiprocessing
+import operator
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from services.imaging import deid
+
+__all__ = ["PARALLEL_FROM", "PROCESSES", "StudyBlocked", "deidentify_study"]
+
+PROCESSES = max(1, min(os.cpu_count() or 1, 4))
+"""Worker processes of the pool: the machine's cores, at most four."""
+PARALLEL_FROM = 16
+"""Smaller studies are done in the calling process: the pool's round trips would cost more."""
+
+
+class StudyBlocked(Exception):
+    """The study may not leave: `rule` is the share's blocked reason, `reason` says why."""
+
+    def __init__(self, rule: str, reason: str) -> None:
+        super().__init__(reason)
+        self.rule = rule
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class _Blocked:
+    """A refusal as a worker sends it back (`deid` errors do not all survive pickling)."""
+
+    rule: str
+    reason: str
+
+
+def _one(
+    ds: Dataset,
+    own: deid.Identifiers,
+    identifiers: deid.Identifiers,
+    key: bytes,
+    pseudonym: str,
+    options: deid.Options,
+) -> bytes | _Blocked:
+    try:
+        out = deid.deidentify(
+            ds, key=key, pseudonym=pseudonym, options=options, identifiers=identifiers, own=own
+        )
+        buffer = io.BytesIO()
+        out.save_as(buffer, enforce_file_format=True)
+        data = buffer.getvalue()
+        # What leaves is the file, not the dataset: scan it as the partner will read it.
+        deid.check(pydicom.dcmread(io.BytesIO(data)), identifiers)
+    except deid.BurnedInAnnotationRefused as exc:
+        return _Blocked("burned_in", exc.reason)
+    except deid.LeakDetected as exc:
+        return _Blocked("leak_detected", str(exc))
+    except deid.DeidError as exc:
+        return _Blocked("deid_failed", str(exc))
+    return data
+
+
+def _chunk(
+    files: Sequence[bytes],
+    owns: Sequence[deid.Identifiers],
+    identifiers: deid.Identifiers,
+    key: bytes,
+    pseudonym: str,
+    options: deid.Options,
+) -> list[bytes | _Blocked]:
+    """A worker's share of the study (it reads its files again: datasets do not travel)."""
+    return [
+        _one(pydicom.dcmread(io.BytesIO(data)), own, identifiers, key, pseudonym, options)
+        for data, own in zip(files, owns, strict=True)
+    ]
+
+
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor(processes: int) -> ProcessPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([__name__])
+            _pool = ProcessPoolExecutor(max_workers=processes, mp_context=context)
+        return _pool
+
+
+def _drop_pool() -> None:
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
+
+
+def deidentify_study(
+    files: Sequence[bytes],
+    *,
+    key: bytes,
+    pseudonym: str,
+    options: deid.Options,
+    processes: int = PROCESSES,
+) -> list[bytes]:
+    """Every instance of a study de-identified and gated, in order, or `StudyBlocked`."""
+    if not files:
+        return []
+    datasets = [pydicom.dcmread(io.BytesIO(data)) for data in files]
+    owns = [deid.identifiers_of(ds) for ds in datasets]
+    identifiers = functools.reduce(operator.or_, owns)  # the study's, merged over its instances
+    results: list[bytes | _Blocked] | None = None
+    if processes > 1 and len(files) >= PARALLEL_FROM:
+        del datasets  # the workers read their own; free the memory meanwhile
+        results = _spread(files, owns, identifiers, key, pseudonym, options, processes)
+        if results is None:
+            datasets = [pydicom.dcmread(io.BytesIO(data)) for data in files]
+    if results is None:
+        results = [
+            _one(ds, own, identifiers, key, pseudonym, options)
+            for ds, own in zip(datasets, owns, strict=True)
+        ]
+    outgoing: list[bytes] = []
+    for result in results:
+        if isinstance(result, _Blocked):
+            raise StudyBlocked(result.rule, result.reason)
+        outgoing.append(result)
+    return outgoing
+
+
+def _spread(
+    files: Sequence[bytes],
+    owns: Sequence[deid.Identifiers],
+    identifiers: deid.Identifiers,
+    key: bytes,
+    pseudonym: str,
+    options: deid.Options,
+    processes: int,
+) -> list[bytes | _Blocked] | None:
+    """The study in chunks over the pool, in order; None if the pool broke."""
+    size = max(4, -(-len(files) // (processes * 4)))  # a few chunks per worker, for balance
+    try:
+        pool = _executor(processes)
+        futures = [
+            pool.submit(
+                _chunk,
+                files[i : i + size],
+                owns[i : i + size],
+                identifiers,
+                key,
+                pseudonym,
+                options,
+            )
+            for i in range(0, len(files), size)
+        ]
+        return [result for future in futures for result in future.result()]
+    except BrokenProcessPool:
+        _drop_pool()
+        return None
