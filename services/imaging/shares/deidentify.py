@@ -56,17 +56,26 @@ class _Blocked:
     reason: str
 
 
-def _one(
-    ds: Dataset,
-    own: deid.Identifiers,
-    identifiers: deid.Identifiers,
-    key: bytes,
-    pseudonym: str,
-    options: deid.Options,
-) -> bytes | _Blocked:
+@dataclass(frozen=True, slots=True)
+class _Terms:
+    """What every instance of the study is de-identified and gated with (it travels to workers)."""
+
+    identifiers: deid.Identifiers
+    key: bytes
+    pseudonym: str
+    options: deid.Options
+
+
+def _one(ds: Dataset, own: deid.Identifiers, terms: _Terms) -> bytes | _Blocked:
+    identifiers = terms.identifiers
     try:
         out = deid.deidentify(
-            ds, key=key, pseudonym=pseudonym, options=options, identifiers=identifiers, own=own
+            ds,
+            key=terms.key,
+            pseudonym=terms.pseudonym,
+            options=terms.options,
+            identifiers=identifiers,
+            own=own,
         )
         buffer = io.BytesIO()
         out.save_as(buffer, enforce_file_format=True)
@@ -83,16 +92,11 @@ def _one(
 
 
 def _chunk(
-    files: Sequence[bytes],
-    owns: Sequence[deid.Identifiers],
-    identifiers: deid.Identifiers,
-    key: bytes,
-    pseudonym: str,
-    options: deid.Options,
+    files: Sequence[bytes], owns: Sequence[deid.Identifiers], terms: _Terms
 ) -> list[bytes | _Blocked]:
     """A worker's share of the study (it reads its files again: datasets do not travel)."""
     return [
-        _one(pydicom.dcmread(io.BytesIO(data)), own, identifiers, key, pseudonym, options)
+        _one(pydicom.dcmread(io.BytesIO(data)), own, terms)
         for data, own in zip(files, owns, strict=True)
     ]
 
@@ -132,18 +136,20 @@ def deidentify_study(
         return []
     datasets = [pydicom.dcmread(io.BytesIO(data)) for data in files]
     owns = [deid.identifiers_of(ds) for ds in datasets]
-    identifiers = functools.reduce(operator.or_, owns)  # the study's, merged over its instances
+    terms = _Terms(
+        identifiers=functools.reduce(operator.or_, owns),  # the study's, merged
+        key=key,
+        pseudonym=pseudonym,
+        options=options,
+    )
     results: list[bytes | _Blocked] | None = None
     if processes > 1 and len(files) >= PARALLEL_FROM:
         del datasets  # the workers read their own; free the memory meanwhile
-        results = _spread(files, owns, identifiers, key, pseudonym, options, processes)
+        results = _spread(files, owns, terms, processes)
         if results is None:
             datasets = [pydicom.dcmread(io.BytesIO(data)) for data in files]
     if results is None:
-        results = [
-            _one(ds, own, identifiers, key, pseudonym, options)
-            for ds, own in zip(datasets, owns, strict=True)
-        ]
+        results = [_one(ds, own, terms) for ds, own in zip(datasets, owns, strict=True)]
     outgoing: list[bytes] = []
     for result in results:
         if isinstance(result, _Blocked):
@@ -153,28 +159,14 @@ def deidentify_study(
 
 
 def _spread(
-    files: Sequence[bytes],
-    owns: Sequence[deid.Identifiers],
-    identifiers: deid.Identifiers,
-    key: bytes,
-    pseudonym: str,
-    options: deid.Options,
-    processes: int,
+    files: Sequence[bytes], owns: Sequence[deid.Identifiers], terms: _Terms, processes: int
 ) -> list[bytes | _Blocked] | None:
     """The study in chunks over the pool, in order; None if the pool broke."""
     size = max(4, -(-len(files) // (processes * 4)))  # a few chunks per worker, for balance
     try:
         pool = _executor(processes)
         futures = [
-            pool.submit(
-                _chunk,
-                files[i : i + size],
-                owns[i : i + size],
-                identifiers,
-                key,
-                pseudonym,
-                options,
-            )
+            pool.submit(_chunk, files[i : i + size], owns[i : i + size], terms)
             for i in range(0, len(files), size)
         ]
         return [result for future in futures for result in future.result()]
