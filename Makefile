@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit lock clean
+.PHONY: run run-services test lint typecheck unit lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml requirements.lock
 ## run: migrate, seed the demo, and serve everything on http://127.0.0.1:8000
 run: $(STAMP)
 	$(BIN)/jisr run
+
+## run-services: the production topology as processes here (this machine's PostgreSQL and
+## Redis, two Orthancs, coturn, each service on its own port, worker, beat, nginx on :8080)
+run-services: $(STAMP)
+	$(BIN)/jisr run-services $(RUN_SERVICES_ARGS)
 
 ## test: lint, type-check, and the whole suite
 test: $(STAMP) lint typecheck

@@ -23,7 +23,6 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -45,6 +44,7 @@ from jisr.topology.processes import (
     listening,
     wait_until,
 )
+from shared.settings import Settings
 
 __all__ = [
     "OrthancEndpoint",
@@ -258,192 +258,206 @@ def running(
     pg = urlsplit(postgres)
     orthanc_dbs = {"local": f"{database}_orthanc_local", "partner": f"{database}_orthanc_partner"}
     names = [database, *orthanc_dbs.values()]
-    asyncio.run(_create_databases(postgres, names, fresh=fresh))
-    base = postgres.rsplit("/", 1)[0]
-    database_url = base.replace("postgresql://", "postgresql+asyncpg://") + f"/{database}"
+    try:
+        asyncio.run(_create_databases(postgres, names, fresh=fresh))
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise TopologyError(f"PostgreSQL at {postgres} refused: {exc}") from exc
     broker_url = f"{redis_url.rstrip('/')}/{redis_db}"
     signalling_url = f"{redis_url.rstrip('/')}/{redis_db + 1}"
-    warnings = check_redis(broker_url)
-    for url in (broker_url, signalling_url):
-        _flush(url)
-
-    ports = free_ports(11)
-    proxy_port = proxy_port or ports[0]
-    service_ports = dict(zip(SERVICES, ports[1:4], strict=True))
-    orthanc_ports = {"local": (ports[4], ports[5]), "partner": (ports[6], ports[7])}
-    turn_port = ports[8]
-    orthanc_password = secrets.token_urlsafe(18)
-    turn_secret = secrets.token_urlsafe(24)
-    turn_url = f"turn:127.0.0.1:{turn_port}"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("JISR_")},
-        "JISR_ENVIRONMENT": "development",
-        "JISR_DATABASE_URL": database_url,
-        "JISR_BROKER_URL": broker_url,
-        "JISR_SIGNALLING_URL": signalling_url,
-        "JISR_DATA_DIR": str(data_dir),
-        "JISR_ORTHANC_USERNAME": ORTHANC_USERNAME,
-        "JISR_ORTHANC_PASSWORD": orthanc_password,
-        "JISR_TURN_SECRET": turn_secret,
-        "JISR_TURN_URLS": json.dumps([f"{turn_url}?transport=udp", f"{turn_url}?transport=tcp"]),
-        "JISR_LOG_JSON": "true",
-        "JISR_SEED_DEMO": "true" if demo else "false",
-        "ORTHANC_DB_PASSWORD": "",
-        "PYTHONUNBUFFERED": "1",
-    }
-    topology = Topology(
-        proxy_url=f"http://127.0.0.1:{proxy_port}",
-        service_urls={name: f"http://127.0.0.1:{port}" for name, port in service_ports.items()},
-        orthancs={
-            which: OrthancEndpoint(f"http://127.0.0.1:{http}", ORTHANC_USERNAME, orthanc_password)
-            for which, (http, _) in orthanc_ports.items()
-        },
-        turn_url=turn_url,
-        turn_secret=turn_secret,
-        database_url=database_url,
-        broker_url=broker_url,
-        signalling_url=signalling_url,
-        data_dir=data_dir,
-        log_dir=log_dir,
-        env=env,
-        worker_hostname=f"run-services-{secrets.token_hex(4)}@localhost",
-        warnings=warnings,
-    )
-    python = sys.executable
-    jisr = [python, "-m", "jisr.cli"]
-
-    # Migrations and the seed, once, before any service: compose's `migrate` step.
-    for step in (["migrate"], ["seed", "--demo"] if demo else ["seed"]):
-        _run_step(jisr + step, env, log_dir / "migrate.log")
-
-    pg_plugin = (PLUGINS / configs.POSTGRESQL_INDEX_PLUGIN).exists()
-    if not pg_plugin:
-        topology.warnings.append(
-            "orthanc-postgresql is not installed: the Orthancs index in SQLite here"
-        )
-    processes: dict[str, Process] = {}
-    for which, (http, dicom) in orthanc_ports.items():
-        folder = root / f"orthanc-{which}"
-        folder.mkdir(exist_ok=True)
-        config = configs.orthanc_config(
-            which,
-            http_port=http,
-            dicom_port=dicom,
-            folder=folder,
-            postgres={
-                "Host": pg.hostname or "127.0.0.1",
-                "Port": pg.port or 5432,
-                "Database": orthanc_dbs[which],
-                "Username": pg.username or "postgres",
-                "Password": pg.password or "",
-                "Lock": False,
-            }
-            if pg_plugin
-            else None,
-        )
-        path = conf_dir / f"orthanc-{which}.json"
-        path.write_text(json.dumps(config, indent=2))
-        processes[f"orthanc-{which}"] = Process(
-            f"orthanc-{which}", [str(ORTHANC), str(path)], env, log_dir / f"orthanc-{which}.log"
-        )
-
-    coturn_conf = conf_dir / "turnserver.conf"
-    coturn_conf.write_text(
-        configs.coturn_conf(pidfile=root / "turnserver.pid", log_file=log_dir / "coturn.log")
-    )
-    relay = ports[9]
-    processes["coturn"] = Process(
-        "coturn",
-        [
-            "turnserver",
-            *configs.coturn_args(
-                coturn_conf, port=turn_port, secret=turn_secret, min_port=relay, max_port=relay + 40
-            ),
-        ],
-        env,
-        log_dir / "coturn.out",
-    )
-    for name, port in service_ports.items():
-        processes[name] = Process(
-            name,
-            [*jisr, "serve", name, "--host", "127.0.0.1", "--port", str(port)],
-            env,
-            log_dir / f"{name}.log",
-            cwd=ROOT,
-        )
-    processes["worker"] = Process(
-        "worker",
-        [
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "shared.tasks",
-            "worker",
-            "--queues=jisr",
-            "--loglevel=INFO",
-            "--concurrency=2",
-            "--without-gossip",
-            "--without-mingle",
-            f"--hostname={topology.worker_hostname}",
-        ],
-        env,
-        log_dir / "worker.log",
-        cwd=ROOT,
-    )
-    processes["beat"] = Process(
-        "beat",
-        [
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "shared.tasks",
-            "beat",
-            "--loglevel=INFO",
-            f"--schedule={data_dir / 'celerybeat-schedule'}",
-        ],
-        env,
-        log_dir / "beat.log",
-        cwd=ROOT,
-    )
-    nginx_dir = root / "nginx"
-    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (nginx_dir / "tmp" / kind).mkdir(parents=True, exist_ok=True)
-    server_conf = conf_dir / "jisr.conf"
-    server_conf.write_text(
-        configs.nginx_server(
-            port=proxy_port,
-            upstreams={name: f"127.0.0.1:{port}" for name, port in service_ports.items()},
-        )
-    )
-    main_conf = conf_dir / "nginx.conf"
-    main_conf.write_text(
-        configs.nginx_main(prefix=nginx_dir, server_conf=server_conf, run_as_root=os.geteuid() == 0)
-    )
-    processes["proxy"] = Process(
-        "proxy",
-        ["nginx", "-p", str(nginx_dir), "-c", str(main_conf), "-e", "stderr"],
-        env,
-        log_dir / "proxy.log",
-    )
-    topology.processes = processes
-
-    order = [
-        "orthanc-local",
-        "orthanc-partner",
-        "coturn",
-        *SERVICES,
-        "worker",
-        "beat",
-        "proxy",
-    ]
     with ExitStack() as stack:
-        stack.callback(_stop_all, [processes[name] for name in order], topology.exit_codes)
+        # Registered first, run last: the databases go once every process has stopped.
         if drop_databases:
             stack.callback(lambda: asyncio.run(_drop_databases(postgres, names)))
             stack.callback(_flush, signalling_url)
             stack.callback(_flush, broker_url)
+        base = postgres.rsplit("/", 1)[0]
+        database_url = base.replace("postgresql://", "postgresql+asyncpg://") + f"/{database}"
+        warnings = check_redis(broker_url)
+        for url in (broker_url, signalling_url):
+            _flush(url)
+
+        ports = free_ports(11)
+        proxy_port = proxy_port or ports[0]
+        service_ports = dict(zip(SERVICES, ports[1:4], strict=True))
+        orthanc_ports = {"local": (ports[4], ports[5]), "partner": (ports[6], ports[7])}
+        turn_port = ports[8]
+        orthanc_password = secrets.token_urlsafe(18)
+        turn_secret = secrets.token_urlsafe(24)
+        turn_url = f"turn:127.0.0.1:{turn_port}"
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("JISR_")},
+            "JISR_ENVIRONMENT": "development",
+            "JISR_DATABASE_URL": database_url,
+            "JISR_BROKER_URL": broker_url,
+            "JISR_SIGNALLING_URL": signalling_url,
+            "JISR_DATA_DIR": str(data_dir),
+            "JISR_ORTHANC_USERNAME": ORTHANC_USERNAME,
+            "JISR_ORTHANC_PASSWORD": orthanc_password,
+            "JISR_TURN_SECRET": turn_secret,
+            "JISR_TURN_URLS": json.dumps(
+                [f"{turn_url}?transport=udp", f"{turn_url}?transport=tcp"]
+            ),
+            "JISR_LOG_JSON": "true",
+            "JISR_SEED_DEMO": "true" if demo else "false",
+            "ORTHANC_DB_PASSWORD": "",
+            "PYTHONUNBUFFERED": "1",
+        }
+        topology = Topology(
+            proxy_url=f"http://127.0.0.1:{proxy_port}",
+            service_urls={name: f"http://127.0.0.1:{port}" for name, port in service_ports.items()},
+            orthancs={
+                which: OrthancEndpoint(
+                    f"http://127.0.0.1:{http}", ORTHANC_USERNAME, orthanc_password
+                )
+                for which, (http, _) in orthanc_ports.items()
+            },
+            turn_url=turn_url,
+            turn_secret=turn_secret,
+            database_url=database_url,
+            broker_url=broker_url,
+            signalling_url=signalling_url,
+            data_dir=data_dir,
+            log_dir=log_dir,
+            env=env,
+            worker_hostname=f"run-services-{secrets.token_hex(4)}@localhost",
+            warnings=warnings,
+        )
+        python = sys.executable
+        jisr = [python, "-m", "jisr.cli"]
+
+        # Migrations and the seed, once, before any service: compose's `migrate` step (here in
+        # this process, which has the code loaded already: two fresh interpreters cost seconds).
+        _migrate_and_seed(env)
+
+        pg_plugin = (PLUGINS / configs.POSTGRESQL_INDEX_PLUGIN).exists()
+        if not pg_plugin:
+            topology.warnings.append(
+                "orthanc-postgresql is not installed: the Orthancs index in SQLite here"
+            )
+        processes: dict[str, Process] = {}
+        for which, (http, dicom) in orthanc_ports.items():
+            folder = root / f"orthanc-{which}"
+            folder.mkdir(exist_ok=True)
+            config = configs.orthanc_config(
+                which,
+                http_port=http,
+                dicom_port=dicom,
+                folder=folder,
+                postgres={
+                    "Host": pg.hostname or "127.0.0.1",
+                    "Port": pg.port or 5432,
+                    "Database": orthanc_dbs[which],
+                    "Username": pg.username or "postgres",
+                    "Password": pg.password or "",
+                    "Lock": False,
+                }
+                if pg_plugin
+                else None,
+            )
+            path = conf_dir / f"orthanc-{which}.json"
+            path.write_text(json.dumps(config, indent=2))
+            processes[f"orthanc-{which}"] = Process(
+                f"orthanc-{which}", [str(ORTHANC), str(path)], env, log_dir / f"orthanc-{which}.log"
+            )
+
+        coturn_conf = conf_dir / "turnserver.conf"
+        coturn_conf.write_text(
+            configs.coturn_conf(pidfile=root / "turnserver.pid", log_file=log_dir / "coturn.log")
+        )
+        relay = ports[9]
+        processes["coturn"] = Process(
+            "coturn",
+            [
+                "turnserver",
+                *configs.coturn_args(
+                    coturn_conf,
+                    port=turn_port,
+                    secret=turn_secret,
+                    min_port=relay,
+                    max_port=relay + 40,
+                ),
+            ],
+            env,
+            log_dir / "coturn.out",
+        )
+        for name, port in service_ports.items():
+            processes[name] = Process(
+                name,
+                [*jisr, "serve", name, "--host", "127.0.0.1", "--port", str(port)],
+                env,
+                log_dir / f"{name}.log",
+                cwd=ROOT,
+            )
+        processes["worker"] = Process(
+            "worker",
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "shared.tasks",
+                "worker",
+                "--queues=jisr",
+                "--loglevel=INFO",
+                "--concurrency=2",
+                "--without-gossip",
+                "--without-mingle",
+                f"--hostname={topology.worker_hostname}",
+            ],
+            env,
+            log_dir / "worker.log",
+            cwd=ROOT,
+        )
+        processes["beat"] = Process(
+            "beat",
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "shared.tasks",
+                "beat",
+                "--loglevel=INFO",
+                f"--schedule={data_dir / 'celerybeat-schedule'}",
+            ],
+            env,
+            log_dir / "beat.log",
+            cwd=ROOT,
+        )
+        nginx_dir = root / "nginx"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (nginx_dir / "tmp" / kind).mkdir(parents=True, exist_ok=True)
+        server_conf = conf_dir / "jisr.conf"
+        server_conf.write_text(
+            configs.nginx_server(
+                port=proxy_port,
+                upstreams={name: f"127.0.0.1:{port}" for name, port in service_ports.items()},
+            )
+        )
+        main_conf = conf_dir / "nginx.conf"
+        main_conf.write_text(
+            configs.nginx_main(
+                prefix=nginx_dir, server_conf=server_conf, run_as_root=os.geteuid() == 0
+            )
+        )
+        processes["proxy"] = Process(
+            "proxy",
+            ["nginx", "-p", str(nginx_dir), "-c", str(main_conf), "-e", "stderr"],
+            env,
+            log_dir / "proxy.log",
+        )
+        topology.processes = processes
+
+        order = [
+            "orthanc-local",
+            "orthanc-partner",
+            "coturn",
+            *SERVICES,
+            "worker",
+            "beat",
+            "proxy",
+        ]
+        stack.callback(_stop_all, [processes[name] for name in order], topology.exit_codes)
         for name in order[:3]:
             processes[name].start()
         for name in order[:3]:
@@ -464,19 +478,17 @@ def running(
         yield topology
 
 
-def _run_step(argv: list[str], env: dict[str, str], log_file: Path) -> None:
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(  # noqa: S603 - our own command
-        argv, env=env, cwd=ROOT, capture_output=True, text=True, check=False
+def _migrate_and_seed(env: dict[str, str]) -> None:
+    """`jisr migrate && jisr seed [--demo]` on the topology's database and data directory."""
+    from jisr.cli import prepare
+
+    settings = Settings(
+        environment="development",
+        database_url=env["JISR_DATABASE_URL"],
+        data_dir=Path(env["JISR_DATA_DIR"]),
+        seed_demo=env["JISR_SEED_DEMO"] == "true",
     )
-    with log_file.open("a") as out:
-        out.write(done.stdout + done.stderr)
-    if done.returncode != 0:
-        raise TopologyError(
-            f"{' '.join(argv[2:])} failed ({done.returncode}):\n{done.stderr[-3000:]}"
-        )
-    if done.stdout.strip():
-        print(done.stdout.strip(), flush=True)
+    prepare(settings)
 
 
 def _stop_all(processes: list[Process], exit_codes: dict[str, int | None]) -> None:
