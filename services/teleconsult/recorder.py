@@ -237,4 +237,17 @@ def spawn(settings: Settings, session_id: int, *, extra: list[str] | None = None
             command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     marker.write_text(str(process.pid))
+    _children.append(process)
     return process.pid
+
+
+_children: list[subprocess.Popen[bytes]] = []
+"""Recorders this process spawned, kept so they are reaped (`reap`) rather than left as zombies."""
+
+
+def reap() -> list[int]:
+    """Exit codes of the spawned recorders that have finished (they leave the list)."""
+    done = [p for p in _children if p.poll() is not None]
+    for process in done:
+        _children.remove(process)
+    return [int(p.returncode) for p in done]

@@ -275,6 +275,19 @@ async def until(predicate: Any) -> None:
     await asyncio.wait_for(poll(), TIMEOUT_S)
 
 
+async def until_recorder_fed(recorder_id: str, *senders: MediaPeer) -> None:
+    """Until every sender has sent the recorder a few seconds of video."""
+
+    async def fed() -> bool:
+        for peer in senders:
+            pc = peer.room.connections.get(recorder_id) if peer.room else None
+            if pc is None or await video_packets_sent(pc) < 60:
+                return False
+        return True
+
+    await until(fed)
+
+
 def count_video_frames(path: Path) -> int:
     with av.open(str(path)) as container:
         if not container.streams.video:
@@ -296,14 +309,7 @@ async def test_the_recorder_records_both_participants_in_its_own_process(
         assert joined["peer_id"] != host.room.welcome.peer_id  # type: ignore[union-attr]
         recorder_id = joined["peer_id"]
 
-        async def both_send_to_recorder() -> bool:
-            for peer in (host, guest):
-                pc = peer.room.connections.get(recorder_id) if peer.room else None
-                if pc is None or await video_packets_sent(pc) < 60:
-                    return False
-            return True
-
-        await until(both_send_to_recorder)
+        await until_recorder_fed(recorder_id, host, guest)
         assert host.room is not None
         await host.room.send({"type": "end"})
         output, _ = await asyncio.wait_for(process.communicate(), TIMEOUT_S)
@@ -367,3 +373,41 @@ async def test_a_withdrawn_consent_is_refused_in_process(
     outcome = await recorder.record(platform, room.session_id, signalling=served.ws)
     assert outcome.refused is not None and "consent" in outcome.refused
     assert outcome.stored == []
+
+
+async def test_the_task_spawns_one_recorder_per_session_outside_the_caller(
+    platform: Platform,
+    clinic: Clinic,
+    served: Served,
+    peers: list[MediaPeer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`record_session_task` spawns `jisr teleconsult-recorder`; a second call finds the first."""
+    room = await make_room(clinic)
+    host, guest = await admitted_pair(served, room, peers)
+    for name, value in recorder_env(platform.settings).items():
+        if name.startswith("JISR_"):
+            monkeypatch.setenv(name, value)
+    extra = ["--signalling", served.ws, "--host-address", "127.0.0.1"]
+
+    pid = recorder.spawn(platform.settings, room.session_id, extra=extra)
+    try:
+        assert pid != os.getpid()
+        assert recorder.spawn(platform.settings, room.session_id, extra=extra) == pid
+        assert recorder.pid_file(platform.settings, room.session_id).read_text() == str(pid)
+        joined = await host.wait_message(
+            lambda m: m["type"] == "peer-joined" and m.get("role") == "recorder"
+        )
+        await until_recorder_fed(joined["peer_id"], host, guest)
+        assert host.room is not None
+        await host.room.send({"type": "end"})
+        (child,) = [p for p in recorder._children if p.pid == pid]
+        code = await asyncio.wait_for(asyncio.to_thread(child.wait), TIMEOUT_S)
+    finally:
+        for process in recorder._children:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    log = recorder.pid_file(platform.settings, room.session_id).with_suffix(".log")
+    assert code == 0, log.read_text()
+    assert recorder.reap() == [0]
