@@ -7,7 +7,10 @@ temporary folder, then de-identifies the same files with:
 
 - the floor: pydicom read-then-write, nothing changed (1 and 2 processes);
 - jisr: `services.imaging.deid.deidentify` (Basic profile, `Options()`), alone
-  and followed by the gate's `check`, in 1 process and in a Pool of 2;
+  and followed by the gate's `check`, in 1 process and in a Pool of 2; and the
+  platform's whole share path, `services.imaging.shares.deidentify.deidentify_study`
+  (the study's identifiers, each written file read back and gated), in 1 process
+  and over its pool (started before the time, as a server keeps it);
 - the peers `dicognito` and `deid` (pydicom-deid), each as its command line in
   its own venv (`bench/requirements-peers.txt`, created on first use under
   /tmp/jisr-bench-peers/venv); start-up is measured apart by running the same
@@ -37,12 +40,14 @@ import os
 import secrets
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
@@ -55,6 +60,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from services.imaging.deid import Identifiers, Options, check, deidentify, identifiers_of, scan
+from services.imaging.shares.deidentify import PARALLEL_FROM, PROCESSES, deidentify_study
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = ROOT / "bench" / "requirements-peers.txt"
@@ -182,9 +188,28 @@ def _jisr(job: tuple[Path, Path]) -> None:
 def _jisr_checked(job: tuple[Path, Path]) -> None:
     source, out = job
     original = pydicom.dcmread(source)
-    result = deidentify(original, key=KEY, pseudonym=PSEUDONYM, options=OPTIONS)
-    check(result, identifiers_of(original))
+    own = identifiers_of(original)  # read once, as the platform does
+    result = deidentify(original, key=KEY, pseudonym=PSEUDONYM, options=OPTIONS, own=own)
+    check(result, own)
     result.save_as(out / source.name, enforce_file_format=True)
+
+
+def _share_path(files: Sequence[Path], out: Path, processes: int) -> float:
+    """The platform's own path for a share (`deidentify_study`): the study's identifiers
+    merged over every instance, each written file read back and gated; files read from and
+    written to disk inside the time."""
+    out.mkdir(parents=True)
+    started = time.perf_counter()
+    outgoing = deidentify_study(
+        [path.read_bytes() for path in files],
+        key=KEY,
+        pseudonym=PSEUDONYM,
+        options=OPTIONS,
+        processes=processes,
+    )
+    for path, data in zip(files, outgoing, strict=True):
+        (out / path.name).write_bytes(data)
+    return time.perf_counter() - started
 
 
 def _run_in_process(
@@ -261,19 +286,46 @@ def _free_port() -> int:
 
 @dataclass
 class OrthancRun:
-    seconds: float = 0.0
+    """One Orthanc with the series uploaded: `anonymize` is the timed call, as often as asked."""
+
+    url: str = ""
+    client: httpx.Client | None = None
+    study: str = ""
     upload_s: float = 0.0
     download_s: float = 0.0
     version: str = ""
     error: str = ""
 
+    def anonymize(self, out: Path | None) -> float:
+        """`POST /studies/{id}/anonymize`, timed; the result downloaded to `out` (not timed)
+        when given, then deleted so that every run starts from the same store."""
+        assert self.client is not None
+        started = time.perf_counter()
+        answer = self.client.post(f"{self.url}/studies/{self.study}/anonymize", json={})
+        seconds = time.perf_counter() - started
+        answer.raise_for_status()
+        new = answer.json()["ID"]
+        if out is not None:
+            started = time.perf_counter()
+            archive = self.client.get(f"{self.url}/studies/{new}/archive")
+            archive.raise_for_status()
+            out.mkdir(parents=True)
+            with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
+                for n, name in enumerate(n for n in zipped.namelist() if not n.endswith("/")):
+                    (out / f"{n:04d}.dcm").write_bytes(zipped.read(name))
+            self.download_s = time.perf_counter() - started
+        self.client.delete(f"{self.url}/studies/{new}").raise_for_status()
+        return seconds
 
-def run_orthanc(files: Sequence[Path], out: Path, folder: Path) -> OrthancRun:
-    """Upload the series, time `POST /studies/{id}/anonymize`, download its result to `out`."""
+
+@contextmanager
+def running_orthanc(files: Sequence[Path], folder: Path) -> Iterator[OrthancRun]:
+    """Start Orthanc on free loopback ports and upload the series (not timed)."""
     run = OrthancRun()
     if not ORTHANC.exists():
         run.error = f"{ORTHANC} not installed"
-        return run
+        yield run
+        return
     folder.mkdir(parents=True)
     http_port, dicom_port = _free_port(), _free_port()
     password = secrets.token_urlsafe(16)
@@ -292,44 +344,35 @@ def run_orthanc(files: Sequence[Path], out: Path, folder: Path) -> OrthancRun:
         [str(ORTHANC), str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
-    url = f"http://127.0.0.1:{http_port}"
+    run.url = f"http://127.0.0.1:{http_port}"
     try:
-        with httpx.Client(auth=("bench", password), timeout=300.0) as client:
+        with httpx.Client(
+            auth=("bench", password), timeout=300.0, headers={"Accept-Encoding": "identity"}
+        ) as client:
             deadline = time.monotonic() + 30
-            while True:
+            while run.client is None:
                 try:
-                    system = client.get(f"{url}/system")
+                    system = client.get(f"{run.url}/system")
                     if system.status_code == 200:
                         run.version = system.json().get("Version", "")
+                        run.client = client
                         break
                 except httpx.TransportError:
                     pass
                 if process.poll() is not None or time.monotonic() > deadline:
                     run.error = "Orthanc did not start"
-                    return run
+                    break
                 time.sleep(0.05)
-            started = time.perf_counter()
-            study = ""
-            for path in files:
-                answer = client.post(f"{url}/instances", content=path.read_bytes())
-                answer.raise_for_status()
-                study = answer.json()["ParentStudy"]
-            run.upload_s = time.perf_counter() - started
-            started = time.perf_counter()
-            answer = client.post(f"{url}/studies/{study}/anonymize", json={})
-            run.seconds = time.perf_counter() - started
-            answer.raise_for_status()
-            new = answer.json()["ID"]
-            started = time.perf_counter()
-            archive = client.get(f"{url}/studies/{new}/archive")
-            archive.raise_for_status()
-            out.mkdir(parents=True)
-            with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
-                for n, name in enumerate(n for n in zipped.namelist() if not n.endswith("/")):
-                    (out / f"{n:04d}.dcm").write_bytes(zipped.read(name))
-            run.download_s = time.perf_counter() - started
-    except httpx.HTTPError as exc:
-        run.error = f"{type(exc).__name__}: {exc}"
+            try:
+                started = time.perf_counter()
+                for path in files if run.client is not None else ():
+                    answer = client.post(f"{run.url}/instances", content=path.read_bytes())
+                    answer.raise_for_status()
+                    run.study = answer.json()["ParentStudy"]
+                run.upload_s = time.perf_counter() - started
+            except httpx.HTTPError as exc:
+                run.error, run.client = f"{type(exc).__name__}: {exc}", None
+            yield run
     finally:
         process.terminate()
         try:
@@ -338,7 +381,6 @@ def run_orthanc(files: Sequence[Path], out: Path, folder: Path) -> OrthancRun:
             process.kill()
             process.wait()
         log.close()
-    return run
 
 
 # ---------------------------------------------------------------- the check
@@ -449,11 +491,16 @@ def verify(out: Path, original: Original) -> Verdict:
 class Row:
     tool: str
     instances: int
-    seconds: float
+    times: list[float]
     mb: float
     verdict: Verdict | None
     floor: bool = False
     note: str = ""
+
+    @property
+    def seconds(self) -> float:
+        """The median run."""
+        return statistics.median(self.times)
 
     def per_s(self) -> float:
         return self.instances / self.seconds if self.seconds else 0.0
@@ -478,7 +525,9 @@ class Row:
         return [
             self.tool,
             str(self.instances),
+            str(len(self.times)),
             f"{self.seconds:.2f}",
+            f"{min(self.times):.2f}-{max(self.times):.2f}",
             f"{self.per_s():.1f}",
             f"{self.mb / self.seconds:.1f}" if self.seconds else "-",
             hits,
@@ -490,9 +539,11 @@ class Row:
 HEADER = [
     "tool",
     "instances",
-    "seconds",
-    "instances/s",
-    "MB/s",
+    "runs",
+    "median s",
+    "min-max s",
+    "instances/s (median)",
+    "MB/s (median)",
     "identifier hits (instances)",
     "broken references",
     "meets target",
@@ -513,6 +564,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-peers", action="store_true", help="skip dicognito and deid")
     parser.add_argument("--no-orthanc", action="store_true", help="skip Orthanc")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="rounds of the in-process tools and Orthanc"
+    )
     args = parser.parse_args(argv)
     began = time.perf_counter()
     load_before = os.getloadavg()
@@ -527,9 +581,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows: list[Row] = []
         notes: list[str] = []
 
-        def measured(tool: str, out: Path, seconds: float, *, floor: bool = False) -> None:
+        def measured(tool: str, out: Path, times: list[float], *, floor: bool = False) -> None:
             verdict = None if floor else verify(out, original)
-            rows.append(Row(tool, len(files), seconds, mb, verdict, floor=floor))
+            rows.append(Row(tool, len(files), times, mb, verdict, floor=floor))
             if verdict is not None and (
                 verdict.hit_paths or verdict.problems or verdict.unreadable
             ):
@@ -539,19 +593,71 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{tool}: {verdict.outputs} outputs, {verdict.unreadable} unreadable; "
                     f"hits: {top or 'none'}; references: {problems or 'ok'}"
                 )
-            print(f"done: {tool} {seconds:.2f} s", file=sys.stderr)
+            print(f"done: {tool} {statistics.median(times):.2f} s", file=sys.stderr)
             shutil.rmtree(out, ignore_errors=True)
 
         pydicom.dcmread(files[0])  # warm the imports and caches alike for every in-process row
-        for label, work, processes, floor in (
-            ("floor: pydicom read-then-write, 1 process", _floor, 1, True),
-            ("floor: pydicom read-then-write, Pool(2)", _floor, 2, True),
-            ("jisr deidentify, 1 process", _jisr, 1, False),
-            ("jisr deidentify + gate check, 1 process", _jisr_checked, 1, False),
-            ("jisr deidentify + gate check, Pool(2)", _jisr_checked, 2, False),
-        ):
-            out = tmp / f"out-{len(rows)}"
-            measured(label, out, _run_in_process(work, files, out, processes), floor=floor)
+        # The share path's pool lives as long as the server process: started before the time.
+        deidentify_study(
+            [files[0].read_bytes()] * PARALLEL_FROM,
+            key=KEY,
+            pseudonym=PSEUDONYM,
+            options=OPTIONS,
+            processes=PROCESSES,
+        )
+
+        def in_process(
+            work: Callable[[tuple[Path, Path]], None], processes: int
+        ) -> Callable[[Path], float]:
+            return lambda out: _run_in_process(work, files, out, processes)
+
+        def share_path(processes: int) -> Callable[[Path], float]:
+            return lambda out: _share_path(files, out, processes)
+
+        pool = "1 process" if PROCESSES == 1 else f"pool of {PROCESSES} processes"
+        contenders: list[tuple[str, Callable[[Path], float], bool]] = [
+            ("floor: pydicom read-then-write, 1 process", in_process(_floor, 1), True),
+            ("floor: pydicom read-then-write, Pool(2)", in_process(_floor, 2), True),
+            ("jisr deidentify, 1 process", in_process(_jisr, 1), False),
+            ("jisr deidentify + gate check, 1 process", in_process(_jisr_checked, 1), False),
+            ("jisr deidentify + gate check, Pool(2)", in_process(_jisr_checked, 2), False),
+            ("jisr share path (`deidentify_study`), 1 process", share_path(1), False),
+            (f"jisr share path (`deidentify_study`), {pool}", share_path(PROCESSES), False),
+        ]
+        orthanc_per_s: float | None = None
+        with running_orthanc(files if not args.no_orthanc else [], tmp / "orthanc") as orthanc:
+            if args.no_orthanc:
+                orthanc.client = None
+            elif orthanc.error:
+                notes.append(f"orthanc: {orthanc.error}")
+            if orthanc.client is not None:
+                label = f"reference: Orthanc {orthanc.version} POST /studies/{{id}}/anonymize"
+                contenders.append((label, orthanc.anonymize, False))
+            times: list[list[float]] = [[] for _ in contenders]
+            kept = [tmp / f"out-{n}" for n in range(len(contenders))]
+            # Every tool once per round, the order turning each round, so that the load of
+            # whatever else runs on the machine falls on all alike; outputs of round 1 are
+            # checked, the others dropped.
+            for turn in range(args.repeats):
+                for k in range(len(contenders)):
+                    n = (turn + k) % len(contenders)
+                    label, run_tool, _ = contenders[n]
+                    out = kept[n] if turn == 0 else tmp / f"scratch-{n}"
+                    if label.startswith("reference: Orthanc"):
+                        times[n].append(orthanc.anonymize(out if turn == 0 else None))
+                    else:
+                        times[n].append(run_tool(out))
+                    if turn:
+                        shutil.rmtree(out, ignore_errors=True)
+                print(f"round {turn + 1} of {args.repeats} done", file=sys.stderr)
+            for (label, _, floor), out, seconds in zip(contenders, kept, times, strict=True):
+                measured(label, out, seconds, floor=floor)
+                if label.startswith("reference: Orthanc"):
+                    orthanc_per_s = len(files) / statistics.median(seconds)
+                    notes.append(
+                        f"orthanc: upload {orthanc.upload_s:.2f} s and archive download "
+                        f"{orthanc.download_s:.2f} s, not timed"
+                    )
 
         if not args.no_peers:
             python = peers_python()
@@ -562,32 +668,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 startup, _ = _run_peer(python, tool, one, tmp / f"{tool}-one")
                 shutil.rmtree(tmp / f"{tool}-one", ignore_errors=True)
                 out = tmp / f"out-{tool}"
-                seconds, error = _run_peer(python, tool, source, out)
-                label = f"{tool} (CLI, whole run)"
-                measured(label, out, seconds)
+                took, error = _run_peer(python, tool, source, out)
+                label = f"{tool} (CLI, whole run, once)"
+                measured(label, out, [took])
                 notes.append(
                     f"{tool}: the same command on 1 instance took {startup:.2f} s (start-up)"
                 )
                 if error:
                     notes.append(f"{tool}: {error}")
-
-        orthanc_per_s: float | None = None
-        if not args.no_orthanc:
-            out = tmp / "out-orthanc"
-            run = run_orthanc(files, out, tmp / "orthanc")
-            if run.error:
-                notes.append(f"orthanc: {run.error}")
-            else:
-                measured(
-                    f"reference: Orthanc {run.version} POST /studies/{{id}}/anonymize",
-                    out,
-                    run.seconds,
-                )
-                orthanc_per_s = len(files) / run.seconds
-                notes.append(
-                    f"orthanc: upload {run.upload_s:.2f} s and archive download "
-                    f"{run.download_s:.2f} s, not timed"
-                )
 
         print(_table(rows, orthanc_per_s))
         print()
