@@ -239,3 +239,24 @@ async def test_a_patient_refused_by_the_agreement_reads_why_in_its_language(
     assert clinic.agreement.code in refused.json()["detail"]
     assert any("\u0600" <= ch <= "\u06ff" for ch in refused.json()["detail"])  # Arabic
     assert await clinic.refusals("teleconsult.join_guest") == ["agreement_suspended"]
+
+
+async def test_refusals_speak_the_reader_s_language(clinic: Clinic) -> None:
+    created = await clinic.scheduled(patient={"display_name": "Y.", "language": "ar"})
+    sid = created["id"]
+    in_arabic = await clinic.client.post(
+        f"/api/teleconsults/{sid}/join", headers=clinic.h(clinic.provider_radiologist, "ar")
+    )
+    assert in_arabic.status_code == 403
+    assert in_arabic.json()["detail"] == "لا يشارك في هذه الاستشارة عن بُعد إلا المدعوّون إليها"
+    in_french = await clinic.client.post(
+        f"/api/teleconsults/{sid}/join/guest",
+        json={"secret": "y" * 43},
+        headers={"Accept-Language": "fr"},
+    )
+    assert in_french.json()["detail"] == "ce lien n'est pas valide"
+    path = f"/api/teleconsults/{sid}/join/guest"
+    secret = {"secret": created["patient_link"]["secret"]}
+    assert (await clinic.post(None, path, secret)).status_code == 200
+    reused = await clinic.post(None, path, secret)  # the patient's own language: Arabic
+    assert reused.json()["detail"] == "سبق استخدام هذا الرابط؛ اطلب رابطًا جديدًا"

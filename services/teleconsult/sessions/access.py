@@ -19,6 +19,7 @@ from services.teleconsult.sessions.models import Participant, Teleconsult
 from shared import audit
 from shared.entitlements.decide import Decision
 from shared.entitlements.model import ServiceKind, UsageState
+from shared.i18n import translate
 from shared.identity.deps import Caller
 from shared.problems import Conflict, EntitlementRefused, Forbidden, NotFound
 from shared.registry import repository as registry_repo
@@ -48,23 +49,51 @@ def refusal(
     )
 
 
+def words(rule: str, lang: str | None, fallback: str = "", **params: object) -> str:
+    """The refusal of `rule` in the reader's language (`teleconsult.refused.*`), else `fallback`."""
+    key = f"teleconsult.refused.{rule}"
+    text = translate(key, lang or "en", **params)
+    return fallback if text == key and fallback else text
+
+
 def forbidden(
-    actor: audit.Actor, action: str, rule: str, detail: str, session_id: int | None
+    actor: audit.Actor,
+    action: str,
+    rule: str,
+    detail: str,
+    session_id: int | None,
+    *,
+    lang: str | None = None,
+    **params: object,
 ) -> Forbidden:
-    """403 naming `rule`, audited once the request's transaction is over."""
-    return Forbidden(detail, rule=rule, refusal=refusal(actor, action, rule, session_id))
+    """403 naming `rule`, audited once the request's transaction is over.
+
+    With `lang`, the detail is the rule's own words in that language (`words`).
+    """
+    text = words(rule, lang, detail, **params) if lang else detail
+    return Forbidden(text, rule=rule, refusal=refusal(actor, action, rule, session_id))
 
 
 def conflict(
-    actor: audit.Actor, action: str, rule: str, detail: str, session_id: int | None
+    actor: audit.Actor,
+    action: str,
+    rule: str,
+    detail: str,
+    session_id: int | None,
+    *,
+    lang: str | None = None,
+    **params: object,
 ) -> Conflict:
     """409 naming `rule` (the session's state refuses the action), audited."""
-    return Conflict(detail, rule=rule, refusal=refusal(actor, action, rule, session_id))
+    text = words(rule, lang, detail, **params) if lang else detail
+    return Conflict(text, rule=rule, refusal=refusal(actor, action, rule, session_id))
 
 
-def not_found(actor: audit.Actor, action: str, session_id: int) -> NotFound:
+def not_found(
+    actor: audit.Actor, action: str, session_id: int, *, lang: str | None = None
+) -> NotFound:
     return NotFound(
-        f"no teleconsultation {session_id}",
+        words("not_visible", lang, id=session_id),
         refusal=refusal(actor, action, "not_visible", session_id),
     )
 
@@ -82,7 +111,7 @@ async def visible_session(
         session, session_id=session_id, institution_id=caller.institution_id, for_update=for_update
     )
     if row is None:
-        raise not_found(caller.actor, action, session_id)
+        raise not_found(caller.actor, action, session_id, lang=caller.lang)
     return row
 
 
@@ -93,6 +122,7 @@ class Attendee:
     caller: Caller | None = None
     guest_participant_id: int | None = None
     guest_session_id: int | None = None
+    guest_lang: str = "en"
 
     @property
     def actor(self) -> audit.Actor:
@@ -102,7 +132,7 @@ class Attendee:
 
     @property
     def lang(self) -> str:
-        return self.caller.lang if self.caller is not None else "en"
+        return self.caller.lang if self.caller is not None else self.guest_lang
 
 
 async def attendee_session(
@@ -124,7 +154,7 @@ async def attendee_session(
             session, session_id=session_id, institution_id=None, for_update=for_update
         )
     if row is None:
-        raise not_found(who.actor, action, session_id)
+        raise not_found(who.actor, action, session_id, lang=who.lang)
     return row
 
 
@@ -148,6 +178,7 @@ async def attendee_participant(
             "not_invited",
             "only the invited participants take part in this teleconsultation",
             row.id,
+            lang=who.lang,
         )
     return found
 

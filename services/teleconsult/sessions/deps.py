@@ -29,7 +29,11 @@ async def get_attendee(
         else:
             kind, _, number = grant.peer.partition(":")
             if kind == "guest" and number.isdigit():
-                return Attendee(guest_participant_id=int(number), guest_session_id=session_id)
+                return Attendee(
+                    guest_participant_id=int(number),
+                    guest_session_id=session_id,
+                    guest_lang=grant.lang,
+                )
     return Attendee(caller=await get_caller(request, platform, token))
 
 

@@ -112,7 +112,9 @@ async def _check(
         overrun_s=settings.teleconsult_overrun_s,
     )
     if rule in ("session_cancelled", "session_ended"):
-        raise conflict(actor, action, rule, f"the teleconsultation is {row.status}", row.id)
+        raise conflict(
+            actor, action, rule, f"the teleconsultation is {row.status}", row.id, lang=lang
+        )
     if rule is not None:
         opens, closes = rules.join_window(
             row.starts_at,
@@ -126,6 +128,9 @@ async def _check(
             rule,
             f"the teleconsultation may be joined from {opens.isoformat()} to {closes.isoformat()}",
             row.id,
+            lang=lang,
+            opens=f"{opens:%Y-%m-%d %H:%M}",
+            closes=f"{closes:%Y-%m-%d %H:%M}",
         )
     decision = await entitled(
         session,
@@ -214,6 +219,7 @@ async def join_as_guest(
     platform: Platform,
     session_id: int,
     secret: str,
+    lang: str = "en",
     now: datetime | None = None,
 ) -> JoinTicket:
     """The patient joins with the one-time link secret, which this first join spends.
@@ -226,7 +232,7 @@ async def join_as_guest(
     anonymous = audit.Actor(username="guest")
     row = await repo.get(session, session_id=session_id, institution_id=None, for_update=True)
     if row is None:
-        raise not_found(anonymous, action, session_id)
+        raise not_found(anonymous, action, session_id, lang=lang)
     participant = await repo.participant_by_secret(
         session, session_id=row.id, secret_hash=rules.secret_hash(secret)
     )
@@ -235,11 +241,18 @@ async def join_as_guest(
         or participant.secret_hash is None
         or not hmac.compare_digest(participant.secret_hash, rules.secret_hash(secret))
     ):
-        raise forbidden(anonymous, action, "invalid_link", "this link is not valid", row.id)
+        raise forbidden(
+            anonymous, action, "invalid_link", "this link is not valid", row.id, lang=lang
+        )
     actor = audit.Actor(username=participant.peer)
     if participant.secret_used_at is not None:
         raise forbidden(
-            actor, action, "link_used", "this link was already used; ask for a new one", row.id
+            actor,
+            action,
+            "link_used",
+            "this link was already used; ask for a new one",
+            row.id,
+            lang=participant.lang,
         )
     ticket = await _admit(
         session,

@@ -22,6 +22,7 @@ from services.teleconsult.sessions.access import (
     attendee_session,
     conflict,
     visible_session,
+    words,
 )
 from services.teleconsult.sessions.models import (
     Participant,
@@ -67,16 +68,15 @@ async def post_sample(
             "not_in_session",
             "quality samples are taken from participants in a session in progress",
             row.id,
+            lang=who.lang,
         )
     if body.measured_at > now + CLOCK_SKEW:
-        raise Unprocessable("the sample is dated in the future", rule="clock_ahead")
+        raise Unprocessable(words("clock_ahead", who.lang), rule="clock_ahead")
     # Lock the participant so that two samples racing each other see one another.
     await session.refresh(participant, with_for_update=True)
     last = await repo.last_sample_at(session, participant.id)
     if last is not None and now - last < SAMPLE_INTERVAL:
-        raise TooManyRequests(
-            "one quality sample per second at most", rule="sample_rate", retry_after_s=1
-        )
+        raise TooManyRequests(words("sample_rate", who.lang), rule="sample_rate", retry_after_s=1)
     sample = QualitySample(
         teleconsult_id=row.id,
         participant_id=participant.id,

@@ -31,6 +31,7 @@ from services.teleconsult.sessions.access import (
     forbidden,
     not_found,
     visible_session,
+    words,
 )
 from services.teleconsult.sessions.models import Consent, Recording, SessionStatus, Teleconsult
 from shared import audit
@@ -95,7 +96,14 @@ async def give_consent(
     row = await attendee_session(session, who, session_id, action=action, for_update=True)
     participant = await attendee_participant(session, who, row, action=action)
     if row.status not in OPEN:
-        raise conflict(who.actor, action, "session_over", f"the session is {row.status}", row.id)
+        raise conflict(
+            who.actor,
+            action,
+            "session_over",
+            f"the session is {row.status}",
+            row.id,
+            lang=who.lang,
+        )
     answer = (await repo.consents(session, row.id)).get(participant.id)
     if answer is None:
         answer = Consent(
@@ -219,7 +227,7 @@ async def open_recording(
     recording = await repo.recording(session, session_id=row.id, recording_id=recording_id)
     path = recordings_folder(settings) / recording.stored_name if recording else None
     if recording is None or path is None or not path.is_file():
-        raise NotFound(f"no recording {recording_id}")
+        raise NotFound(words("no_recording", caller.lang, id=recording_id))
     await audit.record(
         session,
         caller.actor,

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from services.teleconsult.sessions import joining, quality, recording, service, views
 from services.teleconsult.sessions import schemas as s
 from services.teleconsult.sessions.deps import AttendeeDep
 from services.teleconsult.sessions.models import Recording
+from shared.i18n import negotiate
 from shared.identity.deps import CurrentUser, PlatformDep, Session
 from shared.pagination import Page, Paging
 
@@ -89,12 +90,16 @@ async def join_teleconsult(
 
 @router.post("/{session_id}/join/guest", response_model=s.JoinRead)
 async def join_teleconsult_as_guest(
-    session_id: int, body: s.GuestJoin, session: Session, platform: PlatformDep
+    session_id: int, body: s.GuestJoin, request: Request, session: Session, platform: PlatformDep
 ) -> s.JoinRead:
     """The patient joins with its one-time link secret (no account); the secret is spent,
     and the answer adds a session pass for joining again, quality samples and consent."""
     ticket = await joining.join_as_guest(
-        session, platform=platform, session_id=session_id, secret=body.secret
+        session,
+        platform=platform,
+        session_id=session_id,
+        secret=body.secret,
+        lang=negotiate(request.headers.get("accept-language")),
     )
     return s.JoinRead(**asdict(ticket))
 
@@ -113,6 +118,7 @@ async def end_teleconsult(
         ended_by=f"user:{caller.user_id}",
         outcome=body.outcome.value,
         note=body.note,
+        lang=caller.lang,
     )
     return await views.read_one(session, row, caller_institution=caller.institution_id)
 

@@ -39,6 +39,7 @@ from services.teleconsult.sessions.access import (
     forbidden,
     not_found,
     visible_session,
+    words,
 )
 from services.teleconsult.sessions.joining import recorder_grant
 from services.teleconsult.sessions.models import (
@@ -107,7 +108,9 @@ async def _invitees(
     for user_id in [*wanted, *([interpreter] if interpreter else [])]:
         user = users.get(user_id)
         if user is None or user.disabled:
-            raise Unprocessable(f"no active user {user_id}", rule="unknown_participant")
+            raise Unprocessable(
+                words("unknown_participant", caller.lang, user=user_id), rule="unknown_participant"
+            )
         if user.institution_id not in (origin_id, provider_id):
             raise forbidden(
                 caller.actor,
@@ -115,19 +118,18 @@ async def _invitees(
                 "participant_not_a_party",
                 f"user {user_id} belongs to neither institution of the referral",
                 None,
+                lang=caller.lang,
+                user=user_id,
             )
     total = 1 + len(wanted) + (1 if interpreter else 0) + (1 if body.patient else 0)
     if total > max_participants:
         raise Unprocessable(
-            f"a teleconsultation takes at most {max_participants} participants",
+            words("too_many_participants", caller.lang, max=max_participants),
             rule="too_many_participants",
         )
     sides = {caller.institution_id} | {users[u].institution_id for u in wanted}
     if sides != {origin_id, provider_id}:
-        raise Unprocessable(
-            "invite at least one participant of each institution of the referral",
-            rule="both_sides_required",
-        )
+        raise Unprocessable(words("both_sides_required", caller.lang), rule="both_sides_required")
 
     def kind(user: User) -> ParticipantKind:
         if user.institution_id == origin_id:
@@ -156,12 +158,13 @@ async def create(
         session, referral_id=body.referral_id, institution_id=caller.institution_id
     )
     if referral is None:
-        raise NotFound(f"no referral {body.referral_id}")
+        raise NotFound(words("no_referral", caller.lang, id=body.referral_id))
     if referral.status not in SCHEDULABLE_REFERRALS or referral.provider_id is None:
         rule = "referral_not_accepted"
         raise Conflict(
-            f"a referral that is {referral.status} takes no teleconsultation",
+            words(rule, caller.lang),
             rule=rule,
+            status_now=referral.status,
             refusal=audit.Refusal(
                 caller.actor, action, rule=rule, resource_type="referral", resource_id=referral.id
             ),
@@ -181,7 +184,7 @@ async def create(
     )
     ends_at = body.starts_at + timedelta(minutes=body.duration_minutes)
     if ends_at <= now:
-        raise Unprocessable("the slot is already over", rule="slot_in_the_past")
+        raise Unprocessable(words("slot_in_the_past", caller.lang), rule="slot_in_the_past")
     invitees = await _invitees(
         session,
         caller,
@@ -314,6 +317,7 @@ async def cancel(
             "session_not_scheduled",
             f"a teleconsultation that is {row.status} cannot be cancelled",
             row.id,
+            lang=caller.lang,
         )
     row.status, row.cancelled_at, row.cancel_reason = (
         SessionStatus.CANCELLED.value,
@@ -341,10 +345,22 @@ async def update(
     row = await visible_session(session, caller, session_id, action=action, for_update=True)
     if row.host_id != caller.user_id:
         raise forbidden(
-            caller.actor, action, "host_only", "only the host changes the session", row.id
+            caller.actor,
+            action,
+            "host_only",
+            "only the host changes the session",
+            row.id,
+            lang=caller.lang,
         )
     if row.status in (SessionStatus.ENDED.value, SessionStatus.CANCELLED.value):
-        raise conflict(caller.actor, action, "session_over", f"the session is {row.status}", row.id)
+        raise conflict(
+            caller.actor,
+            action,
+            "session_over",
+            f"the session is {row.status}",
+            row.id,
+            lang=caller.lang,
+        )
     row.low_bandwidth = body.low_bandwidth
     await audit.record(
         session,
@@ -370,6 +386,7 @@ async def end(
     outcome: str,
     note: str = "",
     now: datetime | None = None,
+    lang: str | None = None,
 ) -> Teleconsult:
     """End a session with its outcome; the host or a participant of the provider may.
 
@@ -389,8 +406,9 @@ async def end(
         if user is not None
         else audit.Actor(username=ended_by[:120])
     )
+    lang = lang or (_lang(user) if user is not None else "en")
     if row is None:
-        raise not_found(actor, action, session_id)
+        raise not_found(actor, action, session_id, lang=lang)
     participant = (
         await repo.participant_for_user(session, session_id=row.id, user_id=user.id)
         if user is not None
@@ -405,15 +423,20 @@ async def end(
             "host_or_provider_only",
             "only the host or a participant of the provider ends a teleconsultation",
             row.id,
+            lang=lang,
         )
     if row.status == SessionStatus.ENDED.value:
         return row
     if row.status == SessionStatus.CANCELLED.value:
-        raise conflict(actor, action, "session_cancelled", "the session was cancelled", row.id)
+        raise conflict(
+            actor, action, "session_cancelled", "the session was cancelled", row.id, lang=lang
+        )
     try:
         result = Outcome(outcome)
     except ValueError as exc:
-        raise Unprocessable(f"unknown outcome {outcome!r}", rule="unknown_outcome") from exc
+        raise Unprocessable(
+            words("unknown_outcome", lang, outcome=outcome), rule="unknown_outcome"
+        ) from exc
     if result is Outcome.COMPLETED and row.started_at is None:
         raise conflict(
             actor,
@@ -421,6 +444,7 @@ async def end(
             "never_started",
             "nobody joined this teleconsultation: it cannot be completed",
             row.id,
+            lang=lang,
         )
     row.status, row.ended_at, row.ended_by = SessionStatus.ENDED.value, now, ended_by
     row.outcome, row.outcome_note = result.value, note or None
