@@ -32,6 +32,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session as SyncSession
 
+from shared import logs
 from shared import metrics as _metrics  # noqa: F401 - counts task failures where workers run
 from shared.logs import request_id_var
 from shared.platform import Platform
@@ -163,6 +164,13 @@ def _drop_outbox(session: SyncSession) -> None:
 def _carry_request_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
     if headers is not None and request_id_var.get():
         headers["request_id"] = request_id_var.get()
+
+
+@signals.setup_logging.connect
+def _json_logs(**_: Any) -> None:
+    """`celery worker` and `celery beat` log as the services do: JSON lines with the request id."""
+    settings = get_settings()
+    logs.configure(settings.log_level, json_lines=settings.log_json)
 
 
 @signals.task_prerun.connect

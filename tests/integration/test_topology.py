@@ -8,6 +8,7 @@ user signs in, submits a referral, stores a study, and the metrics move.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import redis
 import websockets
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
 
 from jisr.topology import OrthancEndpoint, Topology, TopologyError, check_redis, configs
 from jisr.topology.processes import Process, free_port, listening, wait_until
@@ -124,11 +126,12 @@ def test_a_referral_submitted_through_the_proxy_is_counted(
     assert sample(after, "jisr_metrics_source_up", source="broker") == 1
 
 
-def stow_body(path: Path) -> tuple[bytes, str]:
+def stow_body(data: bytes) -> tuple[bytes, str]:
+    """A STOW-RS request body of one instance and its content type."""
     boundary = uuid.uuid4().hex
     body = (
         f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-        + path.read_bytes()
+        + data
         + f"\r\n--{boundary}--\r\n".encode()
     )
     return body, f'multipart/related; type="application/dicom"; boundary={boundary}'
@@ -139,7 +142,7 @@ def test_a_study_stored_through_the_proxy_lands_in_the_local_orthanc_only(
 ) -> None:
     path = Path(str(get_testdata_file("CT_small.dcm")))
     study_uid = str(dcmread(path, stop_before_pixels=True).StudyInstanceUID)
-    body, content_type = stow_body(path)
+    body, content_type = stow_body(path.read_bytes())
     stranger = token(topology, "aphp.specialist")
     refused = httpx.post(
         topology.proxy_url + "/dicomweb/studies",
@@ -161,20 +164,98 @@ def test_a_study_stored_through_the_proxy_lands_in_the_local_orthanc_only(
     assert stored.status_code == 200, stored.text
     local, partner = topology.orthancs["local"], topology.orthancs["partner"]
 
-    def studies(o: OrthancEndpoint) -> list[str]:
-        found = httpx.post(
-            f"{o.url}/tools/find",
-            json={"Level": "Study", "Query": {"StudyInstanceUID": study_uid}},
-            auth=(o.username, o.password),
-        )
-        assert found.status_code == 200, found.text
-        ids: list[str] = found.json()
-        return ids
-
-    assert len(studies(local)) == 1
-    assert studies(partner) == []
+    assert len(orthanc_studies(local, study_uid)) == 1
+    assert orthanc_studies(partner, study_uid) == []
     # Orthanc answers nobody without its credentials.
     assert httpx.get(local.url + "/system").status_code == 401
+
+
+def fresh_study() -> tuple[bytes, str]:
+    """CT_small with new UIDs: a study no other test stored."""
+    ds = dcmread(str(get_testdata_file("CT_small.dcm")))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = (
+        generate_uid(),
+        generate_uid(),
+        generate_uid(),
+    )
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue(), str(ds.StudyInstanceUID)
+
+
+def orthanc_studies(o: OrthancEndpoint, study_uid: str) -> list[str]:
+    found = httpx.post(
+        f"{o.url}/tools/find",
+        json={"Level": "Study", "Query": {"StudyInstanceUID": study_uid}},
+        auth=(o.username, o.password),
+    )
+    assert found.status_code == 200, found.text
+    ids: list[str] = found.json()
+    return ids
+
+
+def test_a_share_is_forwarded_by_the_worker_to_the_partners_orthanc_with_the_request_id(
+    topology: Topology,  # noqa: F811
+) -> None:
+    """Referral, STOW, share, forward: the worker pushes the de-identified copy to the partner.
+
+    The request id given to the forward request is in the worker's JSON log lines.
+    """
+    proxy = topology.proxy_url
+    radiologist = bearer(token(topology, "oran.radiologist"))
+    data, study_uid = fresh_study()
+    body, content_type = stow_body(data)
+    stored = httpx.post(
+        proxy + "/dicomweb/studies",
+        content=body,
+        headers={**radiologist, "Content-Type": content_type},
+        timeout=60,
+    )
+    assert stored.status_code == 200, stored.text
+    referrer = token(topology, "oran.referrer")
+    referral = httpx.post(
+        proxy + "/api/referrals",
+        json={**referral_body(), "study_uids": [study_uid]},
+        headers={**bearer(referrer), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert referral.status_code == 201, referral.text
+    assert referral.json()["provider"]["code"] == "FR-PARIS-APHP"
+    share = httpx.post(
+        proxy + "/api/imaging/shares",
+        json={"study_uid": study_uid, "referral_id": referral.json()["id"]},
+        headers=radiologist,
+        timeout=60,
+    )
+    assert share.status_code == 201, share.text
+    share_id, shared_uid = share.json()["id"], share.json()["shared_study_uid"]
+    assert share.json()["status"] == "ready" and shared_uid != study_uid
+
+    partner = bearer(token(topology, "aphp.specialist"))
+    refused = httpx.post(f"{proxy}/api/imaging/shares/{share_id}/forward", headers=partner)
+    assert refused.status_code in (403, 404), refused.text
+    request_id = f"topology-{uuid.uuid4().hex}"
+    started = httpx.post(
+        f"{proxy}/api/imaging/shares/{share_id}/forward",
+        headers={**radiologist, "X-Request-ID": request_id},
+    )
+    assert started.status_code == 202, started.text
+    assert started.headers["x-request-id"] == request_id
+
+    def done() -> bool:
+        state = httpx.get(f"{proxy}/api/imaging/shares/{share_id}/forwarding", headers=radiologist)
+        assert state.status_code == 200, state.text
+        assert state.json()["state"] != "failed", state.text
+        return bool(state.json()["state"] == "done")
+
+    wait_until("the forwarding", done, watch=[topology.processes["worker"]], timeout_s=90)
+    partner_store = topology.orthancs["partner"]
+    assert len(orthanc_studies(partner_store, shared_uid)) == 1
+    assert orthanc_studies(partner_store, study_uid) == []  # never the original
+    lines = (topology.log_dir / "worker.log").read_text().splitlines()
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    followed = [e for e in entries if e.get("request_id") == request_id]
+    assert followed, "the worker logged nothing with the request's id"
 
 
 def test_teleconsult_answers_its_paths_through_the_proxy(topology: Topology) -> None:  # noqa: F811
