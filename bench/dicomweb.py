@@ -307,8 +307,8 @@ def serving_apart(settings: Settings) -> Iterator[str]:
     sock.listen(64)  # connections wait in the backlog until the child accepts them
     port = sock.getsockname()[1]
     process = multiprocessing.get_context("fork").Process(
-        target=_serve, args=(settings, sock), daemon=True
-    )
+        target=_serve, args=(settings, sock)
+    )  # not daemonic: the server starts a de-identification pool of its own
     process.start()
     try:
         yield f"http://127.0.0.1:{port}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import multiprocessing
+import multiprocessing.queues
 
 import pydicom
 import pytest
@@ -60,3 +62,21 @@ def test_one_leaking_instance_blocks_the_whole_study(processes: int) -> None:
 
     assert blocked.value.rule == "leak_detected"
     assert "Benali" not in blocked.value.reason
+
+
+def _in_a_daemon(files: list[bytes], answers: multiprocessing.queues.Queue[int]) -> None:
+    out = deidentify_study(files, key=KEY, pseudonym=ALIAS, options=deid.Options(), processes=2)
+    answers.put(len(out))
+
+
+def test_a_daemonic_process_which_may_not_start_workers_does_the_study_itself() -> None:
+    files = series(PARALLEL_FROM)
+    context = multiprocessing.get_context("fork")
+    answers: multiprocessing.queues.Queue[int] = context.Queue()
+    daemon = context.Process(target=_in_a_daemon, args=(files, answers), daemon=True)
+    daemon.start()
+    try:
+        assert answers.get(timeout=60) == len(files)
+    finally:
+        daemon.join(timeout=60)
+    assert daemon.exitcode == 0

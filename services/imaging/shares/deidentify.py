@@ -10,7 +10,7 @@ The work is pure Python, so threads would share one core: a study of at least
 `PARALLEL_FROM` instances is spread over a pool of worker processes
 (forkserver, started on first use and kept for the life of the process, so a
 share pays no start-up but the first). A pool that breaks is dropped and the
-study done here instead.
+study done here instead, as it is in a daemonic process (which may not have children).
 """
 
 from __future__ import annotations
@@ -143,7 +143,9 @@ def deidentify_study(
         options=options,
     )
     results: list[bytes | _Blocked] | None = None
-    if processes > 1 and len(files) >= PARALLEL_FROM:
+    # A daemonic process (a worker of some pool) may not start processes of its own.
+    can_spread = not multiprocessing.current_process().daemon
+    if can_spread and processes > 1 and len(files) >= PARALLEL_FROM:
         del datasets  # the workers read their own; free the memory meanwhile
         results = _spread(files, owns, terms, processes)
         if results is None:
@@ -170,6 +172,6 @@ def _spread(
             for i in range(0, len(files), size)
         ]
         return [result for future in futures for result in future.result()]
-    except BrokenProcessPool:
+    except (BrokenProcessPool, OSError):  # a worker died, or none could be started
         _drop_pool()
         return None
