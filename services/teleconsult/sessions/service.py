@@ -394,7 +394,9 @@ async def end(
     recorder may not end). Records the end and the duration since the first join,
     consumes or releases the quota unit (`rules.quota_effect`) and sends the outcome to
     the referral's timeline after the commit. Ending an ended session returns it
-    unchanged (the socket's `end` and the REST route may both arrive). Flushes only.
+    unchanged (the socket's `end` and the REST route may both arrive). Refusals carry
+    their audit record (`exc.refusal`) for the caller to write after its rollback, and
+    their detail in `lang` (English by default). Flushes only.
     """
     action = "teleconsult.end"
     now = now or utcnow()
@@ -406,7 +408,7 @@ async def end(
         if user is not None
         else audit.Actor(username=ended_by[:120])
     )
-    lang = lang or (_lang(user) if user is not None else "en")
+    lang = lang or "en"
     if row is None:
         raise not_found(actor, action, session_id, lang=lang)
     participant = (
