@@ -1,7 +1,7 @@
 """The production topology (`jisr run-services`) as a pytest fixture, for tests that go through the proxy.
 
 Use it from a test module with `from tests.topology import topology  # noqa: F401`
-(module scope: one start, about ten seconds, for the module's tests). It runs on
+and `skip_module_without_parts()` after the imports (module scope: one start, about ten seconds, for the module's tests). It runs on
 its own PostgreSQL databases (dropped afterwards) and on Redis databases
 `TOPOLOGY_REDIS_DB` and the next one, emptied before and after: two modules that
 run topologies at the same time need different ones (`JISR_TEST_TOPOLOGY_REDIS_DB`).
@@ -23,18 +23,35 @@ from urllib.parse import urlsplit
 import pytest
 
 from jisr.topology import Topology, missing_parts, running
-from tests.conftest import PG_DSN, missing_part, need
+from tests.conftest import PG_DSN, REQUIRE_SERVICES, missing_part, need
 
 TOPOLOGY_REDIS_DB = int(os.environ.get("JISR_TEST_TOPOLOGY_REDIS_DB", "10"))
 
 
-def require_topology() -> None:
+def _missing_reason() -> str | None:
     missing = missing_parts()
-    if missing:
-        missing_part(
-            f"the services topology needs {', '.join(missing)}: "
-            "apt install nginx orthanc orthanc-dicomweb orthanc-postgresql coturn"
-        )
+    if not missing:
+        return None
+    return (
+        f"the services topology needs {', '.join(missing)}: "
+        "apt install nginx orthanc orthanc-dicomweb orthanc-postgresql coturn"
+    )
+
+
+def skip_module_without_parts() -> None:
+    """At a module's top: one skip line for the whole module when a program is missing.
+
+    Under JISR_REQUIRE_SERVICES=1 nothing is skipped: the fixture fails each test instead.
+    """
+    reason = _missing_reason()
+    if reason and not REQUIRE_SERVICES:
+        pytest.skip(reason, allow_module_level=True)
+
+
+def require_topology() -> None:
+    reason = _missing_reason()
+    if reason:
+        missing_part(reason)
     dsn = urlsplit(PG_DSN)
     need("PostgreSQL", dsn.hostname or "127.0.0.1", dsn.port or 5432)
     need("Redis", "127.0.0.1", 6379)

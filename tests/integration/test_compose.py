@@ -12,6 +12,7 @@ import argparse
 import importlib
 import ipaddress
 import json
+import os
 import re
 import shlex
 import shutil
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import yaml
 from celery.bin.base import CLIContext
 from celery.bin.beat import beat as celery_beat
@@ -28,9 +30,11 @@ from celery.bin.worker import worker as celery_worker
 from fastapi.routing import APIRoute, APIWebSocketRoute
 
 from jisr import cli, serve
-from jisr.topology import configs
+from jisr.topology import TopologyError, check_redis, configs
+from jisr.topology.processes import Process, free_port, listening, wait_until
 from shared import health, tasks
 from shared.settings import Settings
+from tests.conftest import missing_part
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -346,8 +350,6 @@ def test_the_websocket_location_upgrades_and_bodies_are_capped() -> None:
 def test_nginx_accepts_the_configuration(tmp_path: Path) -> None:
     nginx = shutil.which("nginx")
     if nginx is None:
-        from tests.conftest import missing_part
-
         missing_part("nginx is not installed: apt install nginx")
     server = tmp_path / "jisr.conf"
     server.write_text(
@@ -497,3 +499,80 @@ def test_readiness_names_only_checks_that_exist() -> None:
         assert set(health.SERVICE_CHECKS[service]) <= set(health.CHECKS)
     assert "shared_store" in health.SERVICE_CHECKS["imaging"]
     assert "signalling" in health.SERVICE_CHECKS["teleconsult"]
+
+
+def test_operations_paths_are_open_to_the_proxys_own_host_only() -> None:
+    block = re.search(r"location ~ \^/_ops/.*?\{(.*?)\}", TEMPLATE, re.DOTALL)
+    assert block is not None
+    rules = re.findall(r"^\s*(allow|deny)\s+(\S+);", block.group(1), re.MULTILINE)
+    assert rules == [("allow", "127.0.0.1"), ("allow", "::1"), ("deny", "all")]
+
+
+# -- run-services' own checks and adaptations --------------------------------------------------
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[str]:
+    """A Redis of our own that may evict keys (the machine's is not ours to reconfigure)."""
+    server = shutil.which("redis-server")
+    if server is None:
+        missing_part("redis-server is not installed: apt install redis-server")
+    port = free_port()
+    process = Process(
+        "redis",
+        [
+            str(server),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+            "--maxmemory-policy",
+            "allkeys-lru",
+        ],
+        dict(os.environ),
+        tmp_path / "redis.log",
+    )
+    process.start()
+    try:
+        wait_until("redis", lambda: listening("127.0.0.1", port), watch=[process], timeout_s=20)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.stop()
+
+
+def test_run_services_warns_when_redis_may_evict_queued_tasks(own_redis: str) -> None:
+    (warning,) = check_redis(own_redis)
+    assert "allkeys-lru" in warning and "noeviction" in warning
+    client = redis.Redis.from_url(own_redis)
+    client.config_set("maxmemory-policy", "noeviction")
+    client.close()
+    assert check_redis(own_redis) == []
+    with pytest.raises(TopologyError, match="does not answer"):
+        check_redis(f"redis://127.0.0.1:{free_port()}/0")
+
+
+def test_orthanc_keeps_its_production_settings_on_this_machine(tmp_path: Path) -> None:
+    production = json.loads(configs.ORTHANC_CONFIGS["local"].read_text())
+    here = configs.orthanc_config(
+        "local", http_port=18042, dicom_port=14242, folder=tmp_path, postgres=None
+    )
+    changed = {k for k in production if production[k] != here.get(k)}
+    assert changed == {
+        "HttpPort",
+        "DicomPort",
+        "StorageDirectory",
+        "IndexDirectory",
+        "RemoteAccessAllowed",
+        "Plugins",
+        "PostgreSQL",
+    }
+    assert here["RemoteAccessAllowed"] is False  # loopback only on a shared machine
+    assert [Path(p).name for p in here["Plugins"]] == ["libOrthancDicomWeb.so"]
+    for key in ("AuthenticationEnabled", "ExecuteLuaEnabled", "RestApiWriteToFileSystemEnabled"):
+        assert here[key] == production[key]

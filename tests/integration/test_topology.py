@@ -10,25 +10,25 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
-import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 import websockets
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from jisr.topology import OrthancEndpoint, Topology, TopologyError, check_redis, configs
-from jisr.topology.processes import Process, free_port, listening, wait_until
-from tests.conftest import missing_part
+from jisr.topology import OrthancEndpoint, Topology
+from jisr.topology.processes import wait_until
 from tests.integration.test_health_metrics import sample
-from tests.topology import topology  # noqa: F401 - the fixture, used by name
+from tests.topology import (
+    skip_module_without_parts,
+    topology,  # noqa: F401 - the fixture, used by name
+)
+
+skip_module_without_parts()
 
 DEMO_PASSWORD = "jisr-demo"
 
@@ -304,73 +304,3 @@ def test_the_worker_and_beat_run_on_redis(topology: Topology) -> None:  # noqa: 
     assert (topology.data_dir / "celerybeat-schedule").exists() or any(
         p.name.startswith("celerybeat-schedule") for p in topology.data_dir.iterdir()
     )
-
-
-# -- parts of run-services that need no topology --------------------------------------------------
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[str]:
-    """A Redis of our own that may evict keys (the machine's is not ours to reconfigure)."""
-    server = shutil.which("redis-server")
-    if server is None:
-        missing_part("redis-server is not installed: apt install redis-server")
-    port = free_port()
-    process = Process(
-        "redis",
-        [
-            str(server),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-            "--maxmemory-policy",
-            "allkeys-lru",
-        ],
-        dict(os.environ),
-        tmp_path / "redis.log",
-    )
-    process.start()
-    try:
-        wait_until("redis", lambda: listening("127.0.0.1", port), watch=[process], timeout_s=20)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.stop()
-
-
-def test_run_services_warns_when_redis_may_evict_queued_tasks(own_redis: str) -> None:
-    (warning,) = check_redis(own_redis)
-    assert "allkeys-lru" in warning and "noeviction" in warning
-    client = redis.Redis.from_url(own_redis)
-    client.config_set("maxmemory-policy", "noeviction")
-    client.close()
-    assert check_redis(own_redis) == []
-    with pytest.raises(TopologyError, match="does not answer"):
-        check_redis(f"redis://127.0.0.1:{free_port()}/0")
-
-
-def test_orthanc_keeps_its_production_settings_on_this_machine(tmp_path: Path) -> None:
-    production = json.loads(configs.ORTHANC_CONFIGS["local"].read_text())
-    here = configs.orthanc_config(
-        "local", http_port=18042, dicom_port=14242, folder=tmp_path, postgres=None
-    )
-    changed = {k for k in production if production[k] != here.get(k)}
-    assert changed == {
-        "HttpPort",
-        "DicomPort",
-        "StorageDirectory",
-        "IndexDirectory",
-        "RemoteAccessAllowed",
-        "Plugins",
-        "PostgreSQL",
-    }
-    assert here["RemoteAccessAllowed"] is False  # loopback only on a shared machine
-    assert [Path(p).name for p in here["Plugins"]] == ["libOrthancDicomWeb.so"]
-    for key in ("AuthenticationEnabled", "ExecuteLuaEnabled", "RestApiWriteToFileSystemEnabled"):
-        assert here[key] == production[key]
