@@ -229,3 +229,32 @@ async def test_when_a_replica_dies_its_peers_leave_the_room_on_the_others(
         async with a.open("user:1", RoomRole.HOST) as host, a.open("user:2") as guest:
             assert (await guest.expect("welcome"))["waiting"] is False
             await host.expect("welcome")
+
+
+async def test_a_burst_of_joins_larger_than_the_connection_pool_gets_everyone_in(
+    settings: Settings, namespace: str
+) -> None:
+    bus = RedisBus(REDIS_URL, namespace=namespace, max_connections=4)
+    members = [
+        room.Member(f"user:{i}", f"U{i}", "CHU", RoomRole.HOST, "specialist", f"c{i}", bus.instance)
+        for i in range(40)
+    ]
+    try:
+        joined = await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    bus.update(
+                        SID + i % 4,
+                        lambda state, alive, m=m: room.join(state, m, max_people=50, alive=alive),
+                    )
+                    for i, m in enumerate(members)
+                )
+            ),
+            WAIT_S * 3,
+        )
+        assert all(j.refused is None for j in joined)
+        for offset in range(4):
+            state = await bus.apply(SID + offset, lambda s, _alive: room.Outcome(s), writes=False)
+            assert len(state.state.members) == 10
+    finally:
+        await bus.close()

@@ -52,6 +52,9 @@ CLOSE_SLOW = 1013
 ROOM_TTL_S = 24 * 3600
 """A room's state outlives its last socket by a day, so admission survives a break."""
 SWEEP_S = 60.0
+REDIS_CONNECTIONS = 64
+"""Per replica, the pub/sub reader's included: enough for a burst of joins, bounded for Redis."""
+REDIS_WAIT_S = 10.0
 OUTBOX_LIMIT = 512
 UPDATE_ATTEMPTS = 100
 
@@ -208,11 +211,16 @@ class RedisBus(Bus):
         namespace: str = "jisr:signalling:",
         instance: str | None = None,
         liveness_s: float = 15.0,
+        max_connections: int = REDIS_CONNECTIONS,
     ) -> None:
         super().__init__(instance)
         self.namespace = namespace
         self.liveness_s = liveness_s
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(url)
+        # Callers queue for a connection rather than fail when every one is busy.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=REDIS_WAIT_S
+        )
+        self.redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._pubsub: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._started = asyncio.Lock()
@@ -251,7 +259,7 @@ class RedisBus(Bus):
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
             self._pubsub = None
-        await self.redis.aclose()
+        await self.redis.aclose(close_connection_pool=True)
 
     async def apply(self, session_id: int, op: Op[R], *, writes: bool = True) -> R:
         key, alive_key = self._key(session_id), self._key(session_id) + ":alive"
@@ -262,12 +270,12 @@ class RedisBus(Bus):
         async with self.redis.pipeline(transaction=True) as pipe:
             for _ in range(UPDATE_ATTEMPTS):
                 try:
+                    # One connection per update (the pipeline's): a second one taken
+                    # here would deadlock a burst of updates on a bounded pool.
                     await pipe.watch(key)
                     state = room.loads(await pipe.get(key))
                     now = time.time()
-                    alive = {
-                        _text(c) for c in await self.redis.zrangebyscore(alive_key, now, "+inf")
-                    }
+                    alive = {_text(c) for c in await pipe.zrangebyscore(alive_key, now, "+inf")}
                     result = op(state, alive)
                     if result.state is state:
                         await pipe.unwatch()  # type: ignore[no-untyped-call]
