@@ -21,11 +21,13 @@ def test_production_refuses_development_secrets_and_sqlite() -> None:
         "admin_password": "a-real-secret",
         "database_url": "postgresql+asyncpg://db/jisr",
         "pseudonym_secret": "a-real-pseudonym-key",
+        "turn_secret": "a-real-turn-secret",
     }
     for missing, variable in (
         ("admin_password", "JISR_ADMIN_PASSWORD"),
         ("database_url", "JISR_DATABASE_URL"),
         ("pseudonym_secret", "JISR_PSEUDONYM_SECRET"),
+        ("turn_secret", "JISR_TURN_SECRET"),
     ):
         given = {k: v for k, v in real.items() if k != missing}
         with pytest.raises(ValidationError, match=variable):
