@@ -330,13 +330,15 @@ class RedisBus(Bus):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for conn in conns:
                     pipe.zadd(alive_key, {conn: now + self.liveness_s}, xx=True, ch=True)
-                refreshed = await pipe.execute()
+                pipe.zcount(alive_key, "-inf", now)
+                *refreshed, lapsed = await pipe.execute()
             for conn, changed in zip(conns, refreshed, strict=True):
                 if not changed:
                     self._deliver_locally(
                         conn, Outgoing(None, CLOSE_EXPIRED, "this connection lapsed")
                     )
-            await self.update(session_id, room.prune)
+            if lapsed:  # only then is there someone to prune (no transaction otherwise)
+                await self.update(session_id, room.prune)
 
     async def _beat(self) -> None:
         while True:
