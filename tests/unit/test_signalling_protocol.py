@@ -150,3 +150,11 @@ def test_browsers_of_other_sites_are_refused_and_non_browsers_judged_by_token() 
     assert not origins.allowed(
         "https://clinic.example.org.evil.example", host="x", allowed_origins=listed
     )
+
+
+def test_the_public_surface_is_what_it_says() -> None:
+    from services.teleconsult.signalling import bus, router
+
+    for module in (protocol, bus, router):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
