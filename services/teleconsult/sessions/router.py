@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from services.teleconsult.sessions import joining, quality, recording, service, views
 from services.teleconsult.sessions import schemas as s
 from services.teleconsult.sessions.deps import AttendeeDep
 from services.teleconsult.sessions.models import Recording
+from services.teleconsult.signalling.router import announce
 from shared.i18n import negotiate
 from shared.identity.deps import CurrentUser, PlatformDep, Session
 from shared.pagination import Page, Paging
@@ -106,11 +107,17 @@ async def join_teleconsult_as_guest(
 
 @router.post("/{session_id}/end", response_model=s.TeleconsultRead)
 async def end_teleconsult(
-    session_id: int, body: s.EndBody, session: Session, caller: CurrentUser
+    session_id: int,
+    body: s.EndBody,
+    session: Session,
+    caller: CurrentUser,
+    platform: PlatformDep,
+    after_response: BackgroundTasks,
 ) -> s.TeleconsultRead:
     """The host or a participant of the provider ends the session with its outcome; the
     duration and outcome go to the referral's timeline, the quota unit is consumed
-    (completed) or released (no_show, technical_failure)."""
+    (completed) or released (no_show, technical_failure), and everyone still in the
+    room gets `ended` (on every replica) once the end is committed."""
     await service.get(session, caller, session_id=session_id, action="teleconsult.end")
     row = await service.end(
         session,
@@ -119,6 +126,9 @@ async def end_teleconsult(
         outcome=body.outcome.value,
         note=body.note,
         lang=caller.lang,
+    )
+    after_response.add_task(
+        announce, platform, session_id, {"type": "ended", "by": f"user:{caller.user_id}", "outcome": body.outcome.value},
     )
     return await views.read_one(session, row, caller_institution=caller.institution_id)
 
