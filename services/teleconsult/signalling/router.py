@@ -1,17 +1,25 @@
 """The signalling socket, `/ws/teleconsults/{id}?token=<join token>`.
 
-Before a peer joins, three checks, each refusal closing the socket with 1008
-(policy violation) and, for the token and entry checks, an audit event: the
-`Origin` (`origins.allowed`), the join token (`tokens.verify`: forged,
-expired, for another room), and `Hooks.check_entry` (still entitled). Then
-the peer gets `welcome` and the room's rules (`room.py`) apply to whatever it
-sends, through the bus (`bus.py`) that may span replicas.
+Before a peer joins, three checks, each refusal audited and closing the
+socket with 1008 (policy violation) before it joins: the `Origin`
+(`origins.allowed`: a browser page of another site; clients that send no
+Origin, like aiortc peers, are judged by their token), the join token
+(`tokens.verify`: forged, expired, for another room, not a join token), and
+`Hooks.check_entry` (the session still open and `decide()` still allowing
+it). Then the peer gets `welcome` and the room's rules (`room.py`) apply to
+whatever it sends, through the bus (`bus.py`) that may span replicas.
 
 Bad messages are answered with `error` and the socket stays open; a sender
-over `signalling_max_messages_per_s` (token bucket) or sending
-`MAX_STRIKES` refused messages in a row is closed (1008, or 1009 when the
-last was too large). Other sockets and rooms never notice: each socket has its
-own reader, writer and outbox, and nothing raises out of the handler.
+over `signalling_max_messages_per_s` (token bucket, one second of burst) or
+sending `MAX_STRIKES` refused messages in a row is closed. Other sockets and
+rooms never notice: each socket has its own reader, writer and outbox, and
+nothing raises out of the handler.
+
+Close codes (RFC 6455 §7.4): 1000 left or ended; 1008 refused join, room
+full, flood or garbage; 1009 repeated oversized messages; 1011 a part failed
+(database, Redis); 1013 the client read too slowly; 4000 replaced by the same
+peer's newer socket (a client must not reconnect on it, or two tabs would
+take turns forever); 4001 its place lapsed (its replica stalled): reconnect.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.types import ASGIApp
 from starlette.websockets import WebSocketState
 
@@ -113,6 +121,8 @@ async def signalling_socket(websocket: WebSocket, session_id: int) -> None:
         grant = await _admit(websocket, signalling, session_id)
         if grant is not None:
             await _Peer(websocket, signalling, grant).run()
+    except WebSocketDisconnect:
+        pass  # the client went away while we spoke: nothing to answer
     except Exception:
         log.exception("signalling: socket of room %s failed", session_id)
         with contextlib.suppress(Exception):
