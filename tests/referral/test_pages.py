@@ -19,6 +19,7 @@ from sqlalchemy import select
 from services.referral.pages import forms
 from services.referral.pages import referral as referral_page
 from services.referral.pages.chart import Bar, bars_svg, nice_ceiling
+from services.referral.referrals import tasks
 from services.referral.referrals.models import Referral
 from services.referral.routing import WEIGHTS
 from services.referral.workflow import Status
@@ -27,6 +28,7 @@ from shared.db import utcnow
 from shared.entitlements.model import Identification
 from shared.i18n import LANGUAGES, translate
 from shared.identity.models import User
+from shared.platform import Platform
 from tests.factories import PASSWORD
 from tests.referral.conftest import World
 
@@ -408,3 +410,46 @@ def test_every_word_the_pages_name_is_in_the_catalogue() -> None:
         known |= set(json.loads(catalogue.read_text(encoding="utf-8")))
     missing = {k for k in used if k not in known}
     assert not missing
+
+
+async def test_the_timeline_shows_a_teleconsult_and_an_imaging_report_in_the_readers_language(
+    world: World, browser: Open, platform: Platform
+) -> None:
+    rid = (await world.submit()).json()["id"]
+    ended = utcnow()
+    await tasks.record_teleconsult(
+        platform,
+        referral_id=rid,
+        teleconsult_id=7,
+        summary={
+            "outcome": "completed",
+            "note": "Chirurgie en mars.",
+            "started_at": (ended - timedelta(minutes=25)).isoformat(),
+            "ended_at": ended.isoformat(),
+            "duration_s": 25 * 60,
+            "actor_name": world.setif_specialist.display_name,
+            "institution_id": world.setif.id,
+        },
+    )
+    await tasks.record_imaging_report(
+        platform,
+        referral_id=rid,
+        share_id=3,
+        report={
+            "report_id": 11,
+            "author_name": world.setif_specialist.display_name,
+            "institution_id": world.setif.id,
+            "signed_at": ended.isoformat(),
+            "impression": "Pas de lésion osseuse.",
+        },
+    )
+    referrer = await signed_in(browser, world.referrer)
+    page = (await referrer.get(f"/referrals/{rid}")).text
+    outcome = translate("teleconsult.outcome.completed", "fr")
+    duration = translate("teleconsult.minutes", "fr", minutes=25)
+    assert words("event.teleconsult", "fr", outcome=outcome, duration=duration) in page
+    assert "Chirurgie en mars." in page
+    assert words("event.imaging_report", "fr") in page and "Pas de lésion osseuse." in page
+    # A third institution sees no timeline at all.
+    stranger = await signed_in(browser, world.stranger)
+    assert (await stranger.get(f"/referrals/{rid}")).status_code == 404

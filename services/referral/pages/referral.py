@@ -147,6 +147,19 @@ def _entry(
             reason=data.get("reason", ""),
             hours=data.get("hours", "-"),
         )
+    elif kind == "teleconsult":
+        minutes = round(int(data.get("duration_s") or 0) / 60)
+        text = labels.t(
+            "event.teleconsult",
+            outcome=labels.t(f"teleconsult.outcome.{data.get('outcome', '')}"),
+            duration=labels.t("teleconsult.minutes", minutes=minutes),
+        )
+        if data.get("note"):
+            details.append(str(data["note"]))
+    elif kind == "imaging_report":
+        text = labels.t("event.imaging_report")
+        if data.get("impression"):
+            details.append(str(data["impression"]))
     elif kind in KNOWN:
         text = labels.t(f"event.{kind}", **{k: v for k, v in data.items() if isinstance(v, str)})
     else:
