@@ -114,6 +114,7 @@ def join_token(
     institution: str = "CHU Oran",
     kind: str = "specialist",
     ttl_s: int | None = None,
+    lang: str = "en",
 ) -> str:
     grant = JoinGrant(
         session_id=session_id,
@@ -122,7 +123,7 @@ def join_token(
         institution=institution,
         role=role,
         kind=kind,
-        lang="en",
+        lang=lang,
     )
     ttl = platform.settings.join_token_ttl_s if ttl_s is None else ttl_s
     token, _ = tokens.issue(platform.keyring, platform.settings, grant, ttl_s=ttl)

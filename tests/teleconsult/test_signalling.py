@@ -373,3 +373,17 @@ async def test_an_end_that_cannot_be_recorded_is_an_error_and_the_room_stays(liv
         await host.send({"type": "end"})
         assert (await guest.expect("ended"))["by"] == "user:1"
     assert live.recorded.ended == [("user:1", "completed", "")]
+
+
+async def test_errors_a_person_may_read_are_in_their_language(live: Room) -> None:
+    token = join_token(live.platform, SID, "user:5", lang="ar")
+    async with live.open("user:1", RoomRole.HOST) as host:
+        await host.expect("welcome")
+        async with SignallingClient.open(live.base, SID, token) as waiting:
+            await waiting.expect("welcome")
+            await waiting.send({"type": "chat", "text": "hello"})
+            error = await waiting.expect("error")
+            assert error["code"] == "not_allowed"
+            assert error["detail"] == "أنت في غرفة الانتظار: سيسمح لك المضيف بالدخول."
+            await waiting.send({"type": "teleport"})  # a developer's mistake stays in English
+            assert (await waiting.expect("error"))["detail"] == "unknown message type 'teleport'"

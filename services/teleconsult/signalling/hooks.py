@@ -94,7 +94,12 @@ async def record_end(platform: Platform, grant: JoinGrant, outcome: str, note: s
     """`sessions.end`: duration, outcome, quota and the referral's timeline."""
     async with platform.database.transaction() as session:
         await sessions.end(
-            session, session_id=grant.session_id, ended_by=grant.peer, outcome=outcome, note=note
+            session,
+            session_id=grant.session_id,
+            ended_by=grant.peer,
+            outcome=outcome,
+            note=note,
+            lang=grant.lang,
         )
 
 

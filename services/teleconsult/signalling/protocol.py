@@ -64,10 +64,15 @@ class ErrorCode:
 
 
 class ProtocolError(Exception):
-    def __init__(self, code: str, detail: str) -> None:
+    """What a client got wrong: a stable `code`, an English `detail` for developers, and,
+    when a person may read it, the `key` of its words in `shared/i18n/signalling/`."""
+
+    def __init__(self, code: str, detail: str, *, key: str | None = None, **params: Any) -> None:
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
+        self.key = key
+        self.params = params
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,9 +213,11 @@ def leave(state: RoomState, peer_id: str, conn: str) -> Outcome:
 def _sender(state: RoomState, peer_id: str, conn: str) -> Member | ProtocolError:
     member = state.members.get(peer_id)
     if member is None or member.conn != conn:
-        return ProtocolError(ErrorCode.NOT_ALLOWED, "this connection no longer speaks for its peer")
+        return ProtocolError(
+            ErrorCode.NOT_ALLOWED, "this connection no longer speaks for its peer", key="replaced"
+        )
     if not state.is_admitted(peer_id):
-        return ProtocolError(ErrorCode.NOT_ALLOWED, "a waiting peer may only leave")
+        return ProtocolError(ErrorCode.NOT_ALLOWED, "a waiting peer may only leave", key="waiting")
     return member
 
 
@@ -235,7 +237,9 @@ def act(
     if target is None or target.peer_id == peer_id or not state.is_admitted(target.peer_id):
         return Outcome(
             state,
-            error=ProtocolError(ErrorCode.UNKNOWN_PEER, f"no peer {message.to!r} in this room"),
+            error=ProtocolError(
+                ErrorCode.UNKNOWN_PEER, f"no peer {message.to!r} in this room", key="unknown_peer"
+            ),
         )
     relayed: dict[str, Any] = {"type": message.type, "from": peer_id, "to": target.peer_id}
     if isinstance(message, Candidate):
@@ -247,15 +251,24 @@ def act(
 
 def _admit(state: RoomState, host: Member, peer_id: str) -> Outcome:
     if host.role is not RoomRole.HOST:
-        return Outcome(state, error=ProtocolError(ErrorCode.NOT_ALLOWED, "only the host admits"))
+        return Outcome(
+            state,
+            error=ProtocolError(ErrorCode.NOT_ALLOWED, "only the host admits", key="host_admits"),
+        )
     target = state.members.get(peer_id)
     if target is None:
         return Outcome(
-            state, error=ProtocolError(ErrorCode.UNKNOWN_PEER, f"no peer {peer_id!r} in this room")
+            state,
+            error=ProtocolError(
+                ErrorCode.UNKNOWN_PEER, f"no peer {peer_id!r} in this room", key="unknown_peer"
+            ),
         )
     if state.is_admitted(peer_id):
         return Outcome(
-            state, error=ProtocolError(ErrorCode.NOT_WAITING, f"{peer_id!r} is already admitted")
+            state,
+            error=ProtocolError(
+                ErrorCode.NOT_WAITING, f"{peer_id!r} is already admitted", key="not_waiting"
+            ),
         )
     state = replace(state, admitted=state.admitted | {peer_id})
     to_target = {"type": "admitted", "peer_id": peer_id, "peers": visible_peers(state, target)}
@@ -270,7 +283,9 @@ def may_end(state: RoomState, peer_id: str, conn: str) -> ProtocolError | None:
     if isinstance(sender, ProtocolError):
         return sender
     if sender.role is not RoomRole.HOST:
-        return ProtocolError(ErrorCode.NOT_ALLOWED, "only the host ends the session")
+        return ProtocolError(
+            ErrorCode.NOT_ALLOWED, "only the host ends the session", key="host_ends"
+        )
     return None
 
 

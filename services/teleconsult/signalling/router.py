@@ -46,6 +46,7 @@ from services.teleconsult.signalling.hooks import Hooks
 from services.teleconsult.signalling.protocol import End, ErrorCode, Leave, ProtocolError
 from services.teleconsult.tokens import JoinGrant
 from shared import audit
+from shared.i18n import translate
 from shared.platform import Platform
 from shared.problems import InvalidToken, JisrError
 
@@ -224,15 +225,14 @@ class _Peer:
             )
             if joined.refused == "ended":
                 await self.websocket.send_json({"type": "ended", "by": "", "outcome": ""})
-                await self.websocket.close(
-                    code=room.CLOSE_NORMAL, reason="the teleconsultation ended"
-                )
+                await self.websocket.close(code=room.CLOSE_NORMAL, reason="ended")
                 return
             if joined.refused is not None:
-                await self.websocket.send_json(
-                    protocol.error(ErrorCode.ROOM_FULL, "the room is full")
+                full = ProtocolError(
+                    ErrorCode.ROOM_FULL, "the room is full", key="room_full", limit=limit
                 )
-                await self.websocket.close(code=room.CLOSE_POLICY, reason="the room is full")
+                await self.websocket.send_json(self._error(full))
+                await self.websocket.close(code=room.CLOSE_POLICY, reason="room full")
                 return
             await self.websocket.send_json({**joined.welcome, "ice_servers": ice_servers})
             self.outbox.live = True
@@ -274,6 +274,13 @@ class _Peer:
                 await self.websocket.close(code=item.close, reason=item.reason)
                 return
 
+    def _error(self, problem: ProtocolError) -> dict[str, Any]:
+        """`error`, its detail in the peer's language when a person may read it."""
+        detail = problem.detail
+        if problem.key is not None:
+            detail = translate(f"signalling.{problem.key}", self.grant.lang, **problem.params)
+        return protocol.error(problem.code, detail)
+
     def _send(self, message: dict[str, Any], *, close: int | None = None, reason: str = "") -> None:
         self.outbox.put(Outgoing(message, close, reason))
 
@@ -292,11 +299,12 @@ class _Peer:
             if raw is None:
                 continue
             if not bucket.take(time.monotonic()):
-                self._send(
-                    protocol.error(ErrorCode.RATE_LIMITED, f"more than {rate:g} messages a second"),
-                    close=room.CLOSE_POLICY,
-                    reason="message flood",
+                flood = ProtocolError(
+                    ErrorCode.RATE_LIMITED,
+                    f"more than {rate:g} messages a second",
+                    key="rate_limited",
                 )
+                self._send(self._error(flood), close=room.CLOSE_POLICY, reason="message flood")
                 return True
             problem = await self._handle(raw)
             if problem is None:
@@ -309,13 +317,10 @@ class _Peer:
                 code = (
                     room.CLOSE_TOO_BIG if problem.code == ErrorCode.TOO_LARGE else room.CLOSE_POLICY
                 )
-                self._send(
-                    protocol.error(problem.code, problem.detail),
-                    close=code,
-                    reason="too many bad messages",
-                )
+                last = ProtocolError(problem.code, problem.detail, key="bad_messages")
+                self._send(self._error(last), close=code, reason="too many bad messages")
                 return True
-            self._send(protocol.error(problem.code, problem.detail))
+            self._send(self._error(problem))
 
     async def _handle(self, raw: str | bytes) -> ProtocolError | None:
         """Act on one message; the problem to answer with, if any (code "closed": we are done)."""
@@ -356,7 +361,9 @@ class _Peer:
             return ProtocolError(ErrorCode.END_FAILED, exc.detail or exc.slug)
         except Exception:
             log.exception("signalling: the end of room %s could not be recorded", self.session_id)
-            return ProtocolError(ErrorCode.END_FAILED, "the end could not be recorded; try again")
+            return ProtocolError(
+                ErrorCode.END_FAILED, "the end could not be recorded", key="end_failed"
+            )
         ended = {"type": "ended", "by": peer, "outcome": message.outcome}
         await self.bus.update(self.session_id, lambda state, _alive: room.end(state, ended))
         return None
