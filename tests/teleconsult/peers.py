@@ -317,8 +317,15 @@ class AiortcPeer(Inbox):
     def _pc(self, other: str) -> RTCPeerConnection:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers))
         self.pcs[other] = pc
-        self.frames.setdefault(other, asyncio.Queue())
-        self.connected.setdefault(other, asyncio.Event())
+        # A new connection to a peer seen before (it reconnected): forget the old one's
+        # frames and state, but keep what someone is already waiting on.
+        frames = self.frames.setdefault(other, asyncio.Queue())
+        while not frames.empty():
+            frames.get_nowait()
+        if self.connected.get(other, asyncio.Event()).is_set() or other not in self.connected:
+            self.connected[other] = asyncio.Event()
+        if self.opened.get(other, asyncio.Event()).is_set() or other not in self.opened:
+            self.opened[other] = asyncio.Event()
         pc.addTrack(PatternTrack(self.shade))
 
         @pc.on("connectionstatechange")
@@ -395,6 +402,10 @@ class AiortcPeer(Inbox):
                 for peer in message.get("peers", []):
                     if not peer["waiting"]:
                         await self.offer(peer["peer_id"])
+                await self.messages.put(message)
+            elif kind == "peer-reconnected":
+                # A new offer will come from it: wait for that connection, not the old one.
+                self.connected[message["peer_id"]] = asyncio.Event()
                 await self.messages.put(message)
             elif kind == "offer":
                 self.descriptions.append(message)

@@ -125,3 +125,41 @@ async def test_trickled_candidates_as_browsers_send_them_connect_the_same_pair(
         finally:
             await host.close()
             await guest.close()
+
+
+async def test_a_peer_that_reconnects_offers_again_and_media_flows_again(
+    base: str, platform: Platform
+) -> None:
+    """A network drop the server has not noticed yet: the new socket replaces the old one,
+    the others hear `peer-reconnected`, and the newcomer's offer renews the connection
+    (aiortc cannot restart ICE, so the host replaces its RTCPeerConnection)."""
+    host_token = join_token(platform, SID, "user:1", role=RoomRole.HOST)
+    peers: list[AiortcPeer] = []
+    try:
+        async with (
+            SignallingClient.open(base, SID, host_token) as host_socket,
+            SignallingClient.open(base, SID, join_token(platform, SID, "user:2")) as old,
+        ):
+            host, guest = AiortcPeer(host_socket, shade=40), AiortcPeer(old, shade=220)
+            peers += [host, guest]
+            await host.start()
+            await guest.start()
+            await host.expect("peer-joined")
+            await host_socket.send({"type": "admit", "peer_id": "user:2"})
+            await host.first_frame("user:2")
+            first_connection = host.pcs["user:2"]
+            async with SignallingClient.open(base, SID, join_token(platform, SID, "user:2")) as new:
+                again = AiortcPeer(new, shade=150)
+                peers.append(again)
+                welcome = await again.start()
+                assert welcome["reconnected"] is True and welcome["waiting"] is False
+                assert await old.wait_closed() == 4000
+                assert (await host.expect("peer-reconnected"))["peer_id"] == "user:2"
+                await host.wait_connected("user:2")
+                assert host.pcs["user:2"] is not first_connection
+                frame = await host.first_frame("user:2")
+                assert abs(shade_of(frame) - 150) < 30  # from the new connection
+                await again.first_frame("user:1")
+    finally:
+        for peer in peers:
+            await peer.close()
