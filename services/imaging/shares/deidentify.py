@@ -6,11 +6,15 @@ then each goes through `deid.deidentify` with them, is written as a Part 10
 file, and the file as written is read back and passed through the gate (what
 leaves is the file, not the dataset). Any refusal blocks the whole study.
 
-The work is pure Python, so threads would share one core: a study of at least
-`PARALLEL_FROM` instances is spread over a pool of worker processes
+The work is pure Python, so threads would share one core: on a machine with
+cores to spare (`PROCESSES`), a study of at least `PARALLEL_FROM` instances is
+spread over a pool of worker processes
 (forkserver, started on first use and kept for the life of the process, so a
 share pays no start-up but the first). A pool that breaks is dropped and the
 study done here instead, as it is in a daemonic process (which may not have children).
+Workers leave by themselves when the process that made the pool is gone. Workers
+start as `multiprocessing` starts them under forkserver: they import the parent's
+`__main__` module once, which must guard its entry point (`jisr`'s does).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import multiprocessing
 import operator
 import os
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -33,10 +38,14 @@ from services.imaging import deid
 
 __all__ = ["PARALLEL_FROM", "PROCESSES", "StudyBlocked", "deidentify_study"]
 
-PROCESSES = max(1, min(os.cpu_count() or 1, 4))
-"""Worker processes of the pool: the machine's cores, at most four."""
+_CORES = os.cpu_count() or 1
+PROCESSES = min(_CORES // 2, 4) if _CORES >= 4 else 1
+"""Worker processes of a share: half the cores (the server and its Orthanc need the rest), at
+most four; none below four cores, where `bench/deid.py` measured a pool of two slower than the
+calling process (the files cross to the workers and back through pipes; no core is idle)."""
 PARALLEL_FROM = 16
 """Smaller studies are done in the calling process: the pool's round trips would cost more."""
+_WATCH_S = 1.0
 
 
 class StudyBlocked(Exception):
@@ -105,13 +114,35 @@ _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
+def _watch(owner: int) -> None:
+    """In each worker: leave when the process that made the pool is gone. A server killed
+    by a signal never shuts its pool down, and idle workers would wait for work forever."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(_WATCH_S)
+            try:
+                os.kill(owner, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:  # alive, under another user: not ours to judge
+                continue
+
+    threading.Thread(target=watch, name="jisr-pool-watch", daemon=True).start()
+
+
 def _executor(processes: int) -> ProcessPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload([__name__])
-            _pool = ProcessPoolExecutor(max_workers=processes, mp_context=context)
+            _pool = ProcessPoolExecutor(
+                max_workers=processes,
+                mp_context=context,
+                initializer=_watch,
+                initargs=(os.getpid(),),
+            )
         return _pool
 
 
