@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from services.teleconsult import turn
 from services.teleconsult.sessions import access
 from services.teleconsult.sessions import repository as repo
@@ -51,20 +53,18 @@ async def session_ice_servers(platform: Platform, grant: JoinGrant) -> list[dict
     return turn.ice_servers(platform.settings, grant.peer, ends_at=row.ends_at)
 
 
-async def _actor(platform: Platform, grant: JoinGrant) -> audit.Actor:
+async def _actor(session: AsyncSession, grant: JoinGrant) -> audit.Actor:
     kind, _, rest = grant.peer.partition(":")
-    if kind == "user" and rest.isdigit():
-        async with platform.database.transaction() as session:
-            user = await session.get(User, int(rest))
-        if user is not None:
-            return audit.Actor(user.id, user.username, user.institution_id)
+    user = await session.get(User, int(rest)) if kind == "user" and rest.isdigit() else None
+    if user is not None:
+        return audit.Actor(user.id, user.username, user.institution_id)
     return audit.Actor(username=grant.peer[:120])
 
 
 async def session_entry_check(platform: Platform, grant: JoinGrant) -> None:
     """Refuse (audited) a peer whose session is gone, closed, or no longer entitled."""
-    actor = await _actor(platform, grant)
     async with platform.database.transaction() as session:
+        actor = await _actor(session, grant)
         row = await repo.get(session, session_id=grant.session_id, institution_id=None)
         if row is None:
             raise access.not_found(actor, JOIN_ACTION, grant.session_id)
