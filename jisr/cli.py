@@ -76,7 +76,14 @@ def run(settings: Settings, service: str) -> None:
             await platform.database.dispose()
 
     app.router.lifespan_context = lifespan
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        ws_max_size=settings.ws_max_size,
+    )
 
 
 def _service_app(service: str, platform: Platform):  # type: ignore[no-untyped-def]

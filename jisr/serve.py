@@ -64,5 +64,6 @@ def main(args: argparse.Namespace, settings: Settings | None = None) -> int:
         proxy_headers=True,
         forwarded_allow_ips=args.forwarded_allow_ips,
         timeout_graceful_shutdown=10,
+        ws_max_size=settings.ws_max_size,
     )
     return 0

@@ -138,6 +138,12 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.data_dir / 'jisr.db').resolve()}"
 
     @property
+    def ws_max_size(self) -> int:
+        """The largest WebSocket frame the server reads: uvicorn buffers a frame whole
+        before our size check sees it, so its own cap must sit near ours (default 16 MiB)."""
+        return 4 * self.signalling_max_message_bytes
+
+    @property
     def key_path(self) -> Path:
         return self.signing_key_path or self.data_dir / "keys" / "signing-key.pem"
 
