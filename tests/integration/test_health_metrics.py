@@ -6,15 +6,23 @@ the real Redis, a port where nothing listens, and a real Orthanc for imaging.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import socket
+import sys
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
+from celery import Celery
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
+from jisr.topology.processes import Process
 from services.imaging.app import create_app as imaging_app
 from services.referral.app import create_app as referral_app
 from services.teleconsult.app import create_app as teleconsult_app
@@ -23,6 +31,7 @@ from shared.platform import Platform
 from shared.registry.models import Institution
 from shared.settings import Settings
 from tests.conftest import REDIS_URL, need
+from tests.integration.failing_tasks import FAILING_TASK
 from tests.referral.conftest import World, world  # noqa: F401 - the fixture, used by name
 
 APPS = {"referral": referral_app, "imaging": imaging_app, "teleconsult": teleconsult_app}
@@ -227,67 +236,95 @@ async def test_referrals_by_status_are_read_from_the_database_at_scrape_time(
     assert sample(after, "jisr_metrics_source_up", source="database") == 1
 
 
-FAILING_TASK = "tests.metrics.always_fails_task"
-
-
-@tasks.celery_app.task(name=FAILING_TASK)
-def always_fails_task() -> None:
-    """A task that fails, to see the failure counted."""
-    raise RuntimeError("fails on purpose")
-
-
 def failures(text: str) -> float:
     return sample(text, "jisr_celery_task_failures_total", task=FAILING_TASK) or 0
+
+
+async def wait_for_failures(client: httpx.AsyncClient, n: int, within_s: float = 60) -> None:
+    deadline = time.monotonic() + within_s
+    while failures((await client.get("/metrics")).text) < n:
+        assert time.monotonic() < deadline, f"{n} failures not counted within {within_s} s"
+        await asyncio.sleep(0.1)
+
+
+async def test_the_in_process_worker_counts_its_queue_and_failures_here(platform: Platform) -> None:
+    """Embedded default: the in-memory queue and the failures of the in-process worker."""
+    tasks.use_platform(platform)
+    tasks.celery_app.control.purge()  # what earlier tests left in this process's memory queue
+    async with await serve(referral_app(platform)) as client:
+        before = failures((await client.get("/metrics")).text)
+        for _ in range(2):
+            tasks.celery_app.send_task(FAILING_TASK)
+        waiting = (await client.get("/metrics")).text
+        assert sample(waiting, "jisr_celery_queue_length", queue="jisr") == 2
+        worker = tasks.EmbeddedWorker(beat=False)
+        worker.start()
+        try:
+            await wait_for_failures(client, before + 2)
+        finally:
+            worker.stop()
+        done = (await client.get("/metrics")).text
+    assert sample(done, "jisr_celery_queue_length", queue="jisr") == 0
 
 
 @pytest.fixture
 def redis_db_12() -> Iterator[str]:
     """Redis database 12: its own queue, so no other test's worker takes these tasks."""
     need("Redis", "127.0.0.1", 6379)
-    import redis
-
     url = "redis://127.0.0.1:6379/12"
     redis.Redis.from_url(url).flushdb()
     yield url
     redis.Redis.from_url(url).flushdb()
 
 
-async def test_queue_depth_and_task_failures_come_from_the_broker(
-    platform: Platform, redis_db_12: str
+async def test_a_worker_process_counts_failures_in_redis_for_any_scraper(
+    platform: Platform, redis_db_12: str, tmp_path: Path
 ) -> None:
-    """Tasks wait in Redis until a worker comes; its failures land in the broker for any scraper."""
+    """Tasks wait in Redis until a worker comes; its failures land in the broker for every service."""
     on_redis = variant(platform, broker_url=redis_db_12)
-    tasks.use_platform(on_redis)
-    app = referral_app(on_redis)
+    sender = Celery("client", broker=redis_db_12)
+    worker = Process(
+        "worker",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "shared.tasks",
+            "worker",
+            "--pool=solo",
+            "--queues=jisr",
+            "--include=tests.integration.failing_tasks",
+            "--without-gossip",
+            "--without-mingle",
+            f"--hostname=metrics-{uuid.uuid4().hex[:8]}@localhost",
+        ],
+        {
+            **os.environ,
+            "JISR_BROKER_URL": redis_db_12,
+            "JISR_DATABASE_URL": platform.settings.resolved_database_url,
+            "JISR_DATA_DIR": str(tmp_path),
+            "JISR_SIGNING_KEY_PATH": str(platform.settings.key_path),
+        },
+        tmp_path / "worker.log",
+    )
     try:
-        async with await serve(app) as client:
+        async with await serve(referral_app(on_redis)) as client:
             empty = (await client.get("/metrics")).text
             assert sample(empty, "jisr_celery_queue_length", queue="jisr") == 0
+            assert failures(empty) == 0
             for _ in range(3):
-                tasks.celery_app.send_task(FAILING_TASK)
+                sender.send_task(FAILING_TASK, queue="jisr")
             waiting = (await client.get("/metrics")).text
             assert sample(waiting, "jisr_celery_queue_length", queue="jisr") == 3
-            worker = tasks.EmbeddedWorker(beat=False)
             worker.start()
-            try:
-                await wait_for_failures(client, 3)
-            finally:
-                worker.stop()
+            await wait_for_failures(client, 3)
             done = (await client.get("/metrics")).text
             assert sample(done, "jisr_celery_queue_length", queue="jisr") == 0
             assert sample(done, "jisr_metrics_source_up", source="broker") == 1
     finally:
-        tasks.configure(Settings())
-
-
-async def wait_for_failures(client: httpx.AsyncClient, n: int, within_s: float = 30) -> None:
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + within_s
-    while failures((await client.get("/metrics")).text) < n:
-        assert time.monotonic() < deadline, f"{n} failures not counted within {within_s} s"
-        await asyncio.sleep(0.1)
+        sender.close()
+        worker.stop()
 
 
 async def test_a_broker_that_is_down_is_reported_not_raised(platform: Platform) -> None:
