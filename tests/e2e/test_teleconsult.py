@@ -343,6 +343,13 @@ def test_two_browsers_in_low_bandwidth_restart_ice_after_a_drop_and_the_host_end
         # Low-bandwidth mode: the camera is asked for 320x240.
         assert guest.locator("#local").evaluate("v => v.videoWidth") == 320
         assert host.locator("figure.remote video").evaluate("v => v.videoWidth") == 320
+        # ... and each video sender is capped (RTCRtpSender.setParameters).
+        guest.wait_for_function(
+            "() => [...window.jisrTeleconsult.call.peers.values()].every(p => p.pc.getSenders()"
+            ".filter(s => s.track && s.track.kind === 'video')"
+            ".every(s => (s.getParameters().encodings || [])[0]?.maxBitrate === 150000))",
+            timeout=WAIT_MS,
+        )
 
         # A quality sample reaches the server (the page's stats route answers 204).
         with guest.expect_response(

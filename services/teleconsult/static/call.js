@@ -11,6 +11,7 @@
 // fails or stays disconnected, and by the peer whose signalling socket came back.
 
 const DISCONNECTED_GRACE_MS = 2500;
+const LOW_BANDWIDTH_VIDEO_BPS = 150_000;
 
 function fingerprint(sdp) {
   const line = String(sdp || "").split(/\r?\n/).find((l) => l.startsWith("a=fingerprint:"));
@@ -18,8 +19,9 @@ function fingerprint(sdp) {
 }
 
 export class Call extends EventTarget {
-  constructor({ signalling, iceServers, localStream }) {
+  constructor({ signalling, iceServers, localStream, lowBandwidth = false }) {
     super();
+    this.lowBandwidth = lowBandwidth;
     this.signalling = signalling;
     this.iceServers = iceServers || [];
     this.localStream = localStream;
@@ -59,9 +61,25 @@ export class Call extends EventTarget {
     };
     pc.oniceconnectionstatechange = () => this.watchIce(peerId);
     pc.onconnectionstatechange = () => {
+      if (pc.connectionState === "connected" && this.lowBandwidth) this.capVideo(pc);
       this.dispatchEvent(new CustomEvent("state", { detail: { peerId, state: pc.connectionState } }));
     };
     return peer;
+  }
+
+  /** Low-bandwidth mode: video senders at most LOW_BANDWIDTH_VIDEO_BPS (RTCRtpSender.setParameters). */
+  async capVideo(pc) {
+    for (const sender of pc.getSenders()) {
+      if (!sender.track || sender.track.kind !== "video") continue;
+      const parameters = sender.getParameters();
+      if (!parameters.encodings || !parameters.encodings.length) continue;
+      for (const encoding of parameters.encodings) encoding.maxBitrate = LOW_BANDWIDTH_VIDEO_BPS;
+      try {
+        await sender.setParameters(parameters);
+      } catch (error) {
+        console.warn("bitrate cap refused", error);
+      }
+    }
   }
 
   useChannel(peerId, channel) {

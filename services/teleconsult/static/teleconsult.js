@@ -106,7 +106,14 @@ function remember(peer) {
   };
   state.roster.set(id, entry);
   renderWaitlist();
+  renderRecording();
   return id;
+}
+
+/** Everyone sees when the consented recorder is in the room. */
+function renderRecording() {
+  const recording = [...state.roster.values()].some((peer) => peer.role === "recorder");
+  $("recording").hidden = !recording;
 }
 
 function renderWaitlist() {
@@ -243,6 +250,7 @@ async function onMessage({ detail: message }) {
       const id = String(message.peer_id || from);
       state.roster.delete(id);
       renderWaitlist();
+      renderRecording();
       call.drop(id);
       return;
     }
@@ -289,7 +297,12 @@ async function join() {
     state.lowBandwidth = state.lowBandwidth || Boolean(answer.low_bandwidth);
     $("low-bandwidth").hidden = !state.lowBandwidth;
     const stream = await startMedia();
-    state.call = new Call({ signalling, iceServers: answer.ice_servers, localStream: stream });
+    state.call = new Call({
+      signalling,
+      iceServers: answer.ice_servers,
+      localStream: stream,
+      lowBandwidth: state.lowBandwidth,
+    });
     wireCall(state.call);
     signalling.addEventListener("message", (event) => {
       onMessage(event).catch((error) => console.warn("signalling", error));
