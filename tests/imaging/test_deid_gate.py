@@ -30,6 +30,7 @@ from tests.imaging.test_deid_factory import (
     bundled,
     instance,
     read,
+    roundtrip,
     study,
 )
 
@@ -203,3 +204,23 @@ def test_an_id_of_letters_and_digits_is_found_glued_to_other_text() -> None:
     numeric = Dataset()
     numeric.PatientID = "0212345"
     assert found(ds, identifiers_of(instance()) | identifiers_of(numeric)) == {("(0020,4000)", ACC)}
+
+
+def test_read_from_a_file_every_planted_identifier_is_found_as_in_memory() -> None:
+    """Read from a file, elements stay raw until decoded, and the gate decodes only the VRs
+    that can hold an identifier: the hits must be those of the same dataset in memory."""
+    original = instance(references=SOP_A)
+    nested = Dataset()
+    nested.RescaleIntercept, nested.InstanceNumber, nested.Rows = "-1024", "7", 4
+    nested.ImageComments = f"seen by {FAMILY} ({PATIENT_ID})"
+    original.ReferencedImageSequence[0].ReferencedFrameNumber = "1"
+    original.AnatomicRegionSequence = Sequence([nested])
+    from_file = roundtrip(original)
+
+    assert identifiers_of(from_file) == identifiers_of(original)
+    assert {hit.path for hit in scan(from_file, identifiers_of(original))} == {
+        hit.path for hit in scan(original, identifiers_of(original))
+    }
+    assert any(
+        hit.path.startswith("(0008,2218)[0].") for hit in scan(from_file, identifiers_of(original))
+    )

@@ -51,6 +51,9 @@ _IDENTIFYING_VRS = frozenset({"CS", "LO", "PN", "SH", "UI"})
 _DECODE_TO_KNOW = frozenset({"SQ", "UN"})  # walked into, or replaced by the dictionary's VR
 _TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 _BYTES_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW"})
+# What `_scan_element` reads: an element of another VR (numbers, ages, times, tags) is
+# passed without being decoded; it is still visited, and sequences are walked.
+_SCANNED_VRS = _TEXT_VRS | _BYTES_VRS | {"UI", "DA", "DT"}
 # Bulk image data, read by nobody here: pixels, overlays, waveforms, LUTs, ICC profiles.
 _BULK_TAGS = frozenset(
     {
@@ -235,7 +238,7 @@ def scan(ds: Dataset, identifiers: Identifiers) -> list[Hit]:
     if meta is not None:
         sources.insert(0, meta)
     for source in sources:
-        for prefix, elem in _walk(source):
+        for prefix, elem in _walk(source, only=_SCANNED_VRS):
             for kind in sorted(_scan_element(elem, identifiers, matcher)):
                 keyword = "" if elem.tag.is_private else keyword_for_tag(elem.tag)
                 hits.append(Hit(tag_path(prefix, elem.tag), kind, keyword))
