@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Coroutine, Iterator
@@ -26,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import av
 import httpx
 import pytest
 
@@ -140,6 +144,43 @@ def scheduled_session(
         return int(created.json()["id"]), referrer, me
 
 
+FRAMES_DECODED = (
+    "async () => { let n = 0; for (const p of window.jisrTeleconsult.call.peers.values()) {"
+    " (await p.pc.getStats()).forEach(r => { if (r.type === 'inbound-rtp' &&"
+    " r.kind === 'video') n += r.framesDecoded || 0; }); } return n; }"
+)
+TO_RECORDER_ENCODED = (
+    "async () => { const p = window.jisrTeleconsult.call.peers.get('recorder');"
+    " if (!p) return -1; let n = 0; (await p.pc.getStats()).forEach(r => {"
+    " if (r.type === 'outbound-rtp' && r.kind === 'video') n += r.framesEncoded || 0; });"
+    " return n; }"
+)
+
+
+def watch(page: Any, name: str, reader: str) -> None:
+    """Keep `window.__probes[name]` up to date with the async `reader` (getStats has no event).
+
+    `wait_for_function` does not await a predicate's promise, so the page polls the
+    stats itself and the test waits on the plain number it writes.
+    """
+    page.evaluate(
+        "(name) => { window.__probes = window.__probes || {}; const read = " + reader + ";"
+        " const tick = async () => { try { window.__probes[name] = await read(); } catch (e) {} };"
+        " tick(); window.setInterval(tick, 200); }",
+        name,
+    )
+
+
+def wait_above(page: Any, name: str, floor: float) -> float:
+    """Wait until the watched value exceeds `floor`; the value."""
+    page.wait_for_function(
+        "([name, floor]) => ((window.__probes || {})[name] ?? -1) > floor",
+        arg=[name, floor],
+        timeout=WAIT_MS,
+    )
+    return float(page.evaluate("(name) => window.__probes[name]", name))
+
+
 def sign_in(page: Any, path: str, username: str) -> None:
     page.goto(path)
     page.wait_for_url(re.compile(r"/login\?next="))
@@ -205,14 +246,8 @@ def test_the_host_admits_an_aiortc_peer_and_each_receives_the_others_frames(
             timeout=WAIT_MS,
         )
         assert page.locator("figure.remote video").evaluate("v => v.videoWidth") == 320
-        page.wait_for_function(
-            "async () => { const s = window.jisrTeleconsult; let n = 0;"
-            " for (const p of s.call.peers.values()) { (await p.pc.getStats()).forEach(r => {"
-            " if (r.type === 'inbound-rtp' && r.kind === 'video') n += r.framesDecoded || 0; }); }"
-            " return n > 5; }",
-            timeout=WAIT_MS,
-            polling=250,
-        )
+        watch(page, "decoded", FRAMES_DECODED)
+        assert wait_above(page, "decoded", 5) > 5
         # The other side's name and institution, as the join grant carries them.
         shown = page.locator("figure.remote .peer-name").inner_text().strip()
         assert shown == oran["display_name"]
@@ -287,17 +322,19 @@ def test_the_page_speaks_arabic_right_to_left_and_refuses_others(
     csrf = next(c["value"] for c in stranger.cookies() if c["name"] == "jisr_csrf")
     joined = stranger.request.post(f"{base}{path}/join", headers={"X-CSRF-Token": csrf})
     assert joined.status == 404
-    stranger.close()
-
-
-def remote_frames(page: Any) -> int:
-    return int(
-        page.evaluate(
-            "async () => { let n = 0; for (const p of window.jisrTeleconsult.call.peers.values()) {"
-            " (await p.pc.getStats()).forEach(r => { if (r.type === 'inbound-rtp' &&"
-            " r.kind === 'video') n += r.framesDecoded || 0; }); } return n; }"
+    for route, body in (
+        ("stats", {"measured_at": "2026-11-22T10:00:00Z"}),
+        ("consent", {"recording": True}),
+    ):
+        refused = stranger.request.post(
+            f"{base}{path}/{route}", headers={"X-CSRF-Token": csrf}, data=json.dumps(body)
         )
-    )
+        assert refused.status == 404, (route, refused.status)
+    with httpx.Client(base_url=base, timeout=30) as client:
+        anonymous = client.get(path, follow_redirects=False)
+    assert anonymous.status_code == 303
+    assert anonymous.headers["location"].startswith("/login?next=")
+    stranger.close()
 
 
 def local_ufrag(page: Any) -> str:
@@ -362,7 +399,8 @@ def test_two_browsers_in_low_bandwidth_restart_ice_after_a_drop_and_the_host_end
         # A network drop as the server sees it late: the guest's socket comes back while the
         # old one is still open, so both keep their connection and the guest restarts ICE.
         before_ufrag = local_ufrag(guest)
-        before_frames = remote_frames(host)
+        watch(host, "decoded", FRAMES_DECODED)
+        before_frames = wait_above(host, "decoded", 0)
         guest.evaluate("() => window.jisrTeleconsult.signalling.open()")
         guest.wait_for_function("() => window.jisrTeleconsult.restarts >= 1", timeout=WAIT_MS)
         guest.wait_for_function(
@@ -373,14 +411,7 @@ def test_two_browsers_in_low_bandwidth_restart_ice_after_a_drop_and_the_host_end
             timeout=WAIT_MS,
         )
         assert local_ufrag(guest) != before_ufrag
-        host.wait_for_function(
-            "async (n) => { let f = 0; for (const p of window.jisrTeleconsult.call.peers.values()) {"
-            " (await p.pc.getStats()).forEach(r => { if (r.type === 'inbound-rtp' &&"
-            " r.kind === 'video') f += r.framesDecoded || 0; }); } return f > n + 15; }",
-            arg=before_frames,
-            timeout=WAIT_MS,
-            polling=250,
-        )
+        wait_above(host, "decoded", before_frames + 15)
         assert host.evaluate("() => window.jisrTeleconsult.call.peers.size") == 1
 
         # The host ends the session for everyone.
@@ -392,3 +423,116 @@ def test_two_browsers_in_low_bandwidth_restart_ice_after_a_drop_and_the_host_end
     finally:
         host_context.close()
         guest_context.close()
+
+
+def test_with_everyones_consent_the_recorder_records_the_browser_and_the_aiortc_peer(
+    platform_server: Platform, media_chromium: Any, tmp_path: Path
+) -> None:
+    """Consent given on the page and through the API; the recorder process joins; files kept."""
+    base = platform_server.base_url
+    session_id, referrer, _ = scheduled_session(base)
+    aphp = SLUGS["FR-PARIS-APHP"]
+    context = media_chromium.new_context(base_url=base, locale="en-US")
+    page = context.new_page()
+    path = f"/teleconsults/{session_id}"
+    sign_in(page, path, f"{aphp}.specialist")
+    page.goto(f"{path}?lang=en")
+    page.click("#join")
+    page.wait_for_function("() => !document.getElementById('room').hidden", timeout=WAIT_MS)
+    page.click("#consent-yes")
+    page.wait_for_function(
+        "() => document.getElementById('consent-state').textContent !== ''", timeout=WAIT_MS
+    )
+    # Only the host has joined yet, and it agreed: everyone who joined agreed, for now.
+    said = page.locator("#consent-state").inner_text()
+    assert said == translate("tc.consent_all", "en"), said
+    assert page.locator("#consent-yes").get_attribute("aria-pressed") == "true"
+
+    loop = Loop()
+    patch = loopback_candidates()
+    patch.__enter__()
+    opened: Any = None
+    peer: Any = None
+    recorder: subprocess.Popen[bytes] | None = None
+    log = tmp_path / "recorder.log"
+    try:
+        opened, peer = loop.run(aiortc_joins(base, session_id, referrer))
+        with httpx.Client(base_url=base, timeout=30) as client:
+            said = client.post(
+                f"/api/teleconsults/{session_id}/consent",
+                json={"recording": True},
+                headers=referrer,
+            )
+        assert said.status_code == 200, said.text
+        page.wait_for_selector("#waitlist-items li button.admit", timeout=WAIT_MS)
+        page.click("#waitlist-items li button.admit")
+        host_id = next(iter(loop.run(wait_for_pc(peer))))
+        loop.run(peer.first_frame(host_id, WAIT_S))
+        assert page.locator("#recording").is_hidden()
+
+        data_dir = platform_server.log.parent / "var"
+        env = {**os.environ, "JISR_DATA_DIR": str(data_dir), "JISR_LOG_JSON": "false"}
+        env.pop("JISR_DATABASE_URL", None)
+        with log.open("wb") as out:
+            recorder = subprocess.Popen(  # noqa: S603 - the platform's own command
+                [
+                    sys.executable,
+                    "-m",
+                    "jisr.cli",
+                    "teleconsult-recorder",
+                    "--session",
+                    str(session_id),
+                    "--signalling",
+                    base.replace("http", "ws", 1),
+                    "--host-address",
+                    "127.0.0.1",
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=Path(__file__).parents[2],
+            )
+        # Everyone sees the recorder in the room; the page sends it video (trickling its
+        # candidates to the recorder, which put its own in the SDP).
+        page.wait_for_function(
+            "() => !document.getElementById('recording').hidden", timeout=WAIT_MS
+        )
+        page.wait_for_function(
+            "() => { const p = window.jisrTeleconsult.call.peers.get('recorder');"
+            " return p && p.pc.connectionState === 'connected'; }",
+            timeout=WAIT_MS,
+        )
+        watch(page, "to-recorder", TO_RECORDER_ENCODED)
+        start = wait_above(page, "to-recorder", -1)
+        wait_above(page, "to-recorder", start + 90)  # three seconds of video at 30 fps
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.click("#end")
+        assert recorder.wait(timeout=WAIT_S) == 0, log.read_text()
+    finally:
+        if recorder is not None and recorder.poll() is None:
+            recorder.kill()
+            recorder.wait(timeout=10)
+        if peer is not None:
+            loop.run(peer.close())
+        if opened is not None:
+            loop.run(opened.__aexit__(None, None, None))
+        patch.__exit__(None, None, None)
+        loop.close()
+        context.close()
+
+    with httpx.Client(base_url=base, timeout=30) as client:
+        specialist = headers(client, f"{aphp}.specialist")
+        listed = client.get(f"/api/teleconsults/{session_id}/recordings", headers=specialist)
+        assert listed.status_code == 200, listed.text
+        recordings = listed.json()
+        assert len(recordings) == 2  # the page's host and the aiortc physician
+        stranger = headers(client, f"{SLUGS['MA-TINGHIR-CHP']}.referrer")
+        for item in recordings:
+            url = f"/api/teleconsults/{session_id}/recordings/{item['id']}"
+            assert client.get(url, headers=stranger).status_code == 404
+            got = client.get(url, headers=specialist)
+            assert got.status_code == 200
+            file = tmp_path / f"{item['id']}.mkv"
+            file.write_bytes(got.content)
+            with av.open(str(file)) as container:
+                assert sum(1 for _ in container.decode(video=0)) > 10

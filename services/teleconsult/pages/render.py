@@ -34,7 +34,8 @@ SCRIPT_STRINGS = (
     "tc.joining", "tc.admit", "tc.admitted", "tc.you", "tc.me", "tc.someone", "tc.mute",
     "tc.unmute", "tc.camera_off", "tc.camera_on", "tc.end_confirm", "tc.connected",
     "tc.reconnecting", "tc.reconnected", "tc.peer_joined", "tc.left", "tc.ended",
-    "tc.refused", "tc.error",
+    "tc.refused", "tc.error", "tc.consent_given", "tc.consent_refused", "tc.consent_all",
+    "tc.consent_error",
 )  # fmt: skip
 """The words the script shows, handed to it in the page language."""
 

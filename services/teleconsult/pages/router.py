@@ -2,9 +2,10 @@
 
 The page is for the users of the session's two institutions (anyone else gets
 the same 404 page as a missing session). Its script joins through
-`POST /teleconsults/{id}/join` and posts its `getStats` summaries to
-`POST /teleconsults/{id}/stats`: the same service functions as
-`/api/teleconsults/{id}/join` and `/stats`, authenticated by the page's cookie
+`POST /teleconsults/{id}/join`, posts its `getStats` summaries to
+`POST /teleconsults/{id}/stats` and the participant's recording consent to
+`POST /teleconsults/{id}/consent`: the same service functions as the API's
+`/api/teleconsults/{id}/join`, `/stats` and `/consent`, authenticated by the page's cookie
 session and its CSRF token in the `X-CSRF-Token` header, so that no access
 token ever reaches JavaScript. Their errors are problem+json, audited like the
 API's.
@@ -24,17 +25,17 @@ from pydantic import ValidationError
 
 from services.teleconsult.pages import render
 from services.teleconsult.pages.render import Labels
-from services.teleconsult.sessions import joining, quality, views
+from services.teleconsult.sessions import joining, quality, recording, views
 from services.teleconsult.sessions import repository as repo
 from services.teleconsult.sessions import service as sessions
 from services.teleconsult.sessions.access import Attendee
-from services.teleconsult.sessions.schemas import StatsSample
+from services.teleconsult.sessions.schemas import ConsentBody, StatsSample
 from shared import audit, web_session
 from shared.identity.deps import Caller, get_platform
 from shared.problems import Forbidden, JisrError, NotFound, Unauthorized, Unprocessable
 
 CSRF_HEADER = "x-csrf-token"
-MAX_STATS_BYTES = 4096
+MAX_BODY_BYTES = 4096
 
 
 class PageRoute(APIRoute):
@@ -118,8 +119,16 @@ async def teleconsult_page(session_id: str, request: Request) -> Response:
         low_bandwidth=row.low_bandwidth,
         join_url=f"/teleconsults/{row.id}/join",
         stats_url=f"/teleconsults/{row.id}/stats",
+        consent_url=f"/teleconsults/{row.id}/consent",
         strings=labels.script_strings(),
     )
+
+
+async def _small_json(request: Request) -> bytes:
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise Unprocessable("the page's calls carry a small JSON object")
+    return raw
 
 
 async def _script_caller(request: Request) -> Caller:
@@ -153,9 +162,7 @@ async def page_join(session_id: str, request: Request) -> JSONResponse:
 async def page_stats(session_id: str, request: Request) -> Response:
     """One `getStats` summary from the page (as the API's stats route)."""
     caller = await _script_caller(request)
-    raw = await request.body()
-    if len(raw) > MAX_STATS_BYTES:
-        raise Unprocessable("a quality sample is a small JSON object")
+    raw = await _small_json(request)
     try:
         body = StatsSample.model_validate_json(raw)
     except ValidationError as exc:
@@ -166,6 +173,25 @@ async def page_stats(session_id: str, request: Request) -> Response:
             session, Attendee(caller=caller), session_id=_session_id(session_id), body=body
         )
     return Response(status_code=204)
+
+
+@router.post("/teleconsults/{session_id}/consent")
+async def page_consent(session_id: str, request: Request) -> JSONResponse:
+    """The participant's answer on recording, from the page (as the API's consent route)."""
+    caller = await _script_caller(request)
+    try:
+        body = ConsentBody.model_validate_json(await _small_json(request))
+    except ValidationError as exc:
+        raise Unprocessable('send {"recording": true} or {"recording": false}') from exc
+    platform = get_platform(request)
+    async with platform.database.transaction() as session:
+        answer = await recording.give_consent(
+            session,
+            Attendee(caller=caller),
+            session_id=_session_id(session_id),
+            recording=body.recording,
+        )
+    return JSONResponse(answer.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
 
 
 router.include_router(pages)

@@ -17,6 +17,7 @@ const config = {
   csrf: root.dataset.csrf,
   joinUrl: root.dataset.joinUrl,
   statsUrl: root.dataset.statsUrl,
+  consentUrl: root.dataset.consentUrl,
 };
 const $ = (id) => document.getElementById(id);
 const t = (key, params = {}) =>
@@ -367,6 +368,21 @@ function finish(text) {
   status(text);
 }
 
+// Recording consent -----------------------------------------------------------------------
+
+async function consent(agree) {
+  try {
+    const answer = await post(config.consentUrl, { recording: agree });
+    $("consent-yes").setAttribute("aria-pressed", String(agree));
+    $("consent-no").setAttribute("aria-pressed", String(!agree));
+    $("consent-state").textContent = answer.recording_allowed
+      ? t("tc.consent_all")
+      : t(agree ? "tc.consent_given" : "tc.consent_refused");
+  } catch (error) {
+    $("consent-state").textContent = t("tc.consent_error", { detail: error.message });
+  }
+}
+
 function leave() {
   if (state.signalling) state.signalling.close();
   finish(t("tc.left"));
@@ -391,6 +407,8 @@ function sendChat(event) {
 }
 
 $("join").addEventListener("click", join);
+$("consent-yes").addEventListener("click", () => consent(true));
+$("consent-no").addEventListener("click", () => consent(false));
 $("mute").addEventListener("click", (event) => toggle("audio", event.currentTarget));
 $("camera").addEventListener("click", (event) => toggle("video", event.currentTarget));
 $("leave").addEventListener("click", leave);
