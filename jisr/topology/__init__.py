@@ -36,11 +36,10 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx
 import redis
 
-from jisr.topology import configs
+from jisr.topology import configs, parts
 from jisr.topology.processes import (
     Process,
     TopologyError,
-    free_ports,
     listening,
     wait_until,
 )
@@ -57,15 +56,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("jisr.topology")
-ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("referral", "imaging", "teleconsult")
-ORTHANC = Path(os.environ.get("JISR_ORTHANC", "/usr/sbin/Orthanc"))
-PLUGINS = Path("/usr/share/orthanc/plugins")
-PARTS = {
-    "nginx": "nginx",
-    "Orthanc": str(ORTHANC),
-    "turnserver": "turnserver",
-}
+PROGRAMS = {"nginx": "nginx", "Orthanc": str(parts.ORTHANC), "turnserver": "turnserver"}
 LOCAL_INSTITUTION = "DZ-ORAN-EHU"
 """The demo institution whose originals the local Orthanc keeps."""
 PARTNER_INSTITUTION = "FR-PARIS-APHP"
@@ -78,8 +69,8 @@ DEFAULT_POSTGRES = os.environ.get(
 
 def missing_parts() -> list[str]:
     """The programs of the topology this machine lacks (empty when it can run)."""
-    missing = [name for name, program in PARTS.items() if shutil.which(program) is None]
-    if not (PLUGINS / "libOrthancDicomWeb.so").exists():
+    missing = [name for name, program in PROGRAMS.items() if shutil.which(program) is None]
+    if not (parts.PLUGINS / "libOrthancDicomWeb.so").exists():
         missing.append("orthanc-dicomweb")
     return missing
 
@@ -250,14 +241,9 @@ def running(
     missing = missing_parts()
     if missing:
         raise TopologyError(f"missing on this machine: {', '.join(missing)}")
-    root = root.resolve()
-    log_dir, data_dir, conf_dir = root / "logs", root / "data", root / "conf"
-    for folder in (log_dir, data_dir, conf_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-
-    pg = urlsplit(postgres)
-    orthanc_dbs = {"local": f"{database}_orthanc_local", "partner": f"{database}_orthanc_partner"}
-    names = [database, *orthanc_dbs.values()]
+    folders = parts.Folders(root.resolve())
+    folders.make()
+    names = [database, *(f"{database}_orthanc_{which}" for which in parts.ORTHANCS)]
     try:
         asyncio.run(_create_databases(postgres, names, fresh=fresh))
     except (OSError, asyncpg.PostgresError) as exc:
@@ -270,212 +256,120 @@ def running(
             stack.callback(lambda: asyncio.run(_drop_databases(postgres, names)))
             stack.callback(_flush, signalling_url)
             stack.callback(_flush, broker_url)
-        base = postgres.rsplit("/", 1)[0]
-        database_url = base.replace("postgresql://", "postgresql+asyncpg://") + f"/{database}"
         warnings = check_redis(broker_url)
         for url in (broker_url, signalling_url):
             _flush(url)
-
-        ports = free_ports(11)
-        proxy_port = proxy_port or ports[0]
-        service_ports = dict(zip(SERVICES, ports[1:4], strict=True))
-        orthanc_ports = {"local": (ports[4], ports[5]), "partner": (ports[6], ports[7])}
-        turn_port = ports[8]
-        orthanc_password = secrets.token_urlsafe(18)
-        turn_secret = secrets.token_urlsafe(24)
-        turn_url = f"turn:127.0.0.1:{turn_port}"
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("JISR_")},
-            "JISR_ENVIRONMENT": "development",
-            "JISR_DATABASE_URL": database_url,
-            "JISR_BROKER_URL": broker_url,
-            "JISR_SIGNALLING_URL": signalling_url,
-            "JISR_DATA_DIR": str(data_dir),
-            "JISR_ORTHANC_USERNAME": ORTHANC_USERNAME,
-            "JISR_ORTHANC_PASSWORD": orthanc_password,
-            "JISR_TURN_SECRET": turn_secret,
-            "JISR_TURN_URLS": json.dumps(
-                [f"{turn_url}?transport=udp", f"{turn_url}?transport=tcp"]
-            ),
-            "JISR_LOG_JSON": "true",
-            "JISR_SEED_DEMO": "true" if demo else "false",
-            "ORTHANC_DB_PASSWORD": "",
-            "PYTHONUNBUFFERED": "1",
-        }
-        topology = Topology(
-            proxy_url=f"http://127.0.0.1:{proxy_port}",
-            service_urls={name: f"http://127.0.0.1:{port}" for name, port in service_ports.items()},
-            orthancs={
-                which: OrthancEndpoint(
-                    f"http://127.0.0.1:{http}", ORTHANC_USERNAME, orthanc_password
-                )
-                for which, (http, _) in orthanc_ports.items()
-            },
-            turn_url=turn_url,
-            turn_secret=turn_secret,
-            database_url=database_url,
+        base = postgres.rsplit("/", 1)[0]
+        topology = _plan(
+            folders,
+            parts.Ports.pick(proxy_port),
+            database_url=base.replace("postgresql://", "postgresql+asyncpg://") + f"/{database}",
             broker_url=broker_url,
             signalling_url=signalling_url,
-            data_dir=data_dir,
-            log_dir=log_dir,
-            env=env,
-            worker_hostname=f"run-services-{secrets.token_hex(4)}@localhost",
-            warnings=warnings,
+            demo=demo,
         )
-        python = sys.executable
-        jisr = [python, "-m", "jisr.cli"]
-
+        topology.warnings += warnings
         # Migrations and the seed, once, before any service: compose's `migrate` step (here in
         # this process, which has the code loaded already: two fresh interpreters cost seconds).
-        _migrate_and_seed(env)
-
-        pg_plugin = (PLUGINS / configs.POSTGRESQL_INDEX_PLUGIN).exists()
-        if not pg_plugin:
-            topology.warnings.append(
-                "orthanc-postgresql is not installed: the Orthancs index in SQLite here"
-            )
-        processes: dict[str, Process] = {}
-        for which, (http, dicom) in orthanc_ports.items():
-            folder = root / f"orthanc-{which}"
-            folder.mkdir(exist_ok=True)
-            config = configs.orthanc_config(
-                which,
-                http_port=http,
-                dicom_port=dicom,
-                folder=folder,
-                postgres={
-                    "Host": pg.hostname or "127.0.0.1",
-                    "Port": pg.port or 5432,
-                    "Database": orthanc_dbs[which],
-                    "Username": pg.username or "postgres",
-                    "Password": pg.password or "",
-                    "Lock": False,
-                }
-                if pg_plugin
-                else None,
-            )
-            path = conf_dir / f"orthanc-{which}.json"
-            path.write_text(json.dumps(config, indent=2))
-            processes[f"orthanc-{which}"] = Process(
-                f"orthanc-{which}", [str(ORTHANC), str(path)], env, log_dir / f"orthanc-{which}.log"
-            )
-
-        coturn_conf = conf_dir / "turnserver.conf"
-        coturn_conf.write_text(
-            configs.coturn_conf(pidfile=root / "turnserver.pid", log_file=log_dir / "coturn.log")
+        _migrate_and_seed(topology.env)
+        stores = ["orthanc-local", "orthanc-partner", "coturn"]
+        rest = [*parts.SERVICES, "worker", "beat", "proxy"]
+        stack.callback(
+            _stop_all, [topology.processes[n] for n in stores + rest], topology.exit_codes
         )
-        relay = ports[9]
-        processes["coturn"] = Process(
-            "coturn",
-            [
-                "turnserver",
-                *configs.coturn_args(
-                    coturn_conf,
-                    port=turn_port,
-                    secret=turn_secret,
-                    min_port=relay,
-                    max_port=relay + 40,
-                ),
-            ],
-            env,
-            log_dir / "coturn.out",
-        )
-        for name, port in service_ports.items():
-            processes[name] = Process(
-                name,
-                [*jisr, "serve", name, "--host", "127.0.0.1", "--port", str(port)],
-                env,
-                log_dir / f"{name}.log",
-                cwd=ROOT,
-            )
-        processes["worker"] = Process(
-            "worker",
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "shared.tasks",
-                "worker",
-                "--queues=jisr",
-                "--loglevel=INFO",
-                "--concurrency=2",
-                "--without-gossip",
-                "--without-mingle",
-                f"--hostname={topology.worker_hostname}",
-            ],
-            env,
-            log_dir / "worker.log",
-            cwd=ROOT,
-        )
-        processes["beat"] = Process(
-            "beat",
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "shared.tasks",
-                "beat",
-                "--loglevel=INFO",
-                f"--schedule={data_dir / 'celerybeat-schedule'}",
-            ],
-            env,
-            log_dir / "beat.log",
-            cwd=ROOT,
-        )
-        nginx_dir = root / "nginx"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            (nginx_dir / "tmp" / kind).mkdir(parents=True, exist_ok=True)
-        server_conf = conf_dir / "jisr.conf"
-        server_conf.write_text(
-            configs.nginx_server(
-                port=proxy_port,
-                upstreams={name: f"127.0.0.1:{port}" for name, port in service_ports.items()},
-            )
-        )
-        main_conf = conf_dir / "nginx.conf"
-        main_conf.write_text(
-            configs.nginx_main(
-                prefix=nginx_dir, server_conf=server_conf, run_as_root=os.geteuid() == 0
-            )
-        )
-        processes["proxy"] = Process(
-            "proxy",
-            ["nginx", "-p", str(nginx_dir), "-c", str(main_conf), "-e", "stderr"],
-            env,
-            log_dir / "proxy.log",
-        )
-        topology.processes = processes
-
-        order = [
-            "orthanc-local",
-            "orthanc-partner",
-            "coturn",
-            *SERVICES,
-            "worker",
-            "beat",
-            "proxy",
-        ]
-        stack.callback(_stop_all, [processes[name] for name in order], topology.exit_codes)
-        for name in order[:3]:
-            processes[name].start()
-        for name in order[:3]:
-            topology.wait_ready(name, timeout_s)
+        _start(topology, stores, timeout_s)
         asyncio.run(
             _attach_stores(
-                database_url,
+                topology.database_url,
                 {
                     LOCAL_INSTITUTION: topology.orthancs["local"].url,
                     PARTNER_INSTITUTION: topology.orthancs["partner"].url,
                 },
             )
         )
-        for name in order[3:]:
-            processes[name].start()
-        for name in order[3:]:
-            topology.wait_ready(name, timeout_s)
+        _start(topology, rest, timeout_s)
         yield topology
+
+
+def _plan(
+    folders: parts.Folders,
+    ports: parts.Ports,
+    *,
+    database_url: str,
+    broker_url: str,
+    signalling_url: str,
+    demo: bool,
+) -> Topology:
+    """The topology's addresses, secrets, environment and (not yet started) processes."""
+    orthanc_password = secrets.token_urlsafe(18)
+    turn_secret = secrets.token_urlsafe(24)
+    turn_url = f"turn:127.0.0.1:{ports.turn}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("JISR_")},
+        "JISR_ENVIRONMENT": "development",
+        "JISR_DATABASE_URL": database_url,
+        "JISR_BROKER_URL": broker_url,
+        "JISR_SIGNALLING_URL": signalling_url,
+        "JISR_DATA_DIR": str(folders.data),
+        "JISR_ORTHANC_USERNAME": ORTHANC_USERNAME,
+        "JISR_ORTHANC_PASSWORD": orthanc_password,
+        "JISR_TURN_SECRET": turn_secret,
+        "JISR_TURN_URLS": json.dumps([f"{turn_url}?transport=udp", f"{turn_url}?transport=tcp"]),
+        "JISR_LOG_JSON": "true",
+        "JISR_SEED_DEMO": "true" if demo else "false",
+        "ORTHANC_DB_PASSWORD": "",
+        "PYTHONUNBUFFERED": "1",
+    }
+    topology = Topology(
+        proxy_url=f"http://127.0.0.1:{ports.proxy}",
+        service_urls={name: f"http://127.0.0.1:{port}" for name, port in ports.services.items()},
+        orthancs={
+            which: OrthancEndpoint(f"http://127.0.0.1:{port}", ORTHANC_USERNAME, orthanc_password)
+            for which, port in ports.orthanc_http.items()
+        },
+        turn_url=turn_url,
+        turn_secret=turn_secret,
+        database_url=database_url,
+        broker_url=broker_url,
+        signalling_url=signalling_url,
+        data_dir=folders.data,
+        log_dir=folders.logs,
+        env=env,
+        worker_hostname=f"run-services-{secrets.token_hex(4)}@localhost",
+    )
+    index = None
+    if (parts.PLUGINS / configs.POSTGRESQL_INDEX_PLUGIN).exists():
+        pg = urlsplit(database_url.replace("+asyncpg", ""))
+        index = {
+            which: {
+                "Host": pg.hostname or "127.0.0.1",
+                "Port": pg.port or 5432,
+                "Database": f"{pg.path.lstrip('/')}_orthanc_{which}",
+                "Username": pg.username or "postgres",
+                "Password": pg.password or "",
+                "Lock": False,
+            }
+            for which in parts.ORTHANCS
+        }
+    else:
+        topology.warnings.append(
+            "orthanc-postgresql is not installed: the Orthancs index in SQLite here"
+        )
+    topology.processes = {
+        **parts.orthancs(folders, ports, env, index),
+        "coturn": parts.coturn(folders, ports, env, turn_secret),
+        **parts.applications(folders, ports, env, topology.worker_hostname),
+        "proxy": parts.proxy(folders, ports, env),
+    }
+    return topology
+
+
+def _start(topology: Topology, names: list[str], timeout_s: float) -> None:
+    """Start these parts together, then wait for each to answer."""
+    for name in names:
+        topology.processes[name].start()
+    for name in names:
+        topology.wait_ready(name, timeout_s)
 
 
 def _migrate_and_seed(env: dict[str, str]) -> None:
