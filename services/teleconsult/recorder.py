@@ -213,6 +213,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def command(session_id: int, *extra: str) -> list[str]:
+    """The recorder process's command line (this interpreter, `jisr teleconsult-recorder`)."""
+    return [
+        sys.executable,
+        "-m",
+        "jisr.cli",
+        "teleconsult-recorder",
+        "--session",
+        str(session_id),
+        *extra,
+    ]
+
+
 def spawn(settings: Settings, session_id: int, *, extra: list[str] | None = None) -> int:
     """Start the recorder process for `session_id` unless one already runs; its pid."""
     marker = pid_file(settings, session_id)
@@ -223,18 +236,12 @@ def spawn(settings: Settings, session_id: int, *, extra: list[str] | None = None
                 return pid
     marker.parent.mkdir(parents=True, exist_ok=True)
     log_path = marker.with_suffix(".log")
-    command = [
-        sys.executable,
-        "-m",
-        "jisr.cli",
-        "teleconsult-recorder",
-        "--session",
-        str(session_id),
-        *(extra or []),
-    ]
     with log_path.open("ab") as out:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command(session_id, *(extra or [])),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     marker.write_text(str(process.pid))
     _children.append(process)

@@ -21,10 +21,11 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +34,7 @@ import av
 import httpx
 import pytest
 
+from services.teleconsult import recorder
 from shared.i18n import translate
 from tests.conftest import missing_part
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, DEMO_PASSWORD, Platform
@@ -205,84 +207,110 @@ async def aiortc_joins(base: str, session_id: int, referrer: dict[str, str]) -> 
     return opened, peer
 
 
+@dataclass
+class AiortcSide:
+    loop: Loop
+    peer: Any
+    host_id: str = ""
+
+
+@contextmanager
+def aiortc_physician(base: str, session_id: int, referrer: dict[str, str]) -> Iterator[AiortcSide]:
+    """Oran's physician as an aiortc peer in its own event loop, waiting in the room."""
+    loop = Loop()
+    opened: Any = None
+    peer: Any = None
+    with loopback_candidates():
+        try:
+            opened, peer = loop.run(aiortc_joins(base, session_id, referrer))
+            yield AiortcSide(loop, peer)
+        finally:
+            if peer is not None:
+                loop.run(peer.close())
+            if opened is not None:
+                loop.run(opened.__aexit__(None, None, None))
+            loop.close()
+
+
+def admit(page: Any, side: AiortcSide) -> None:
+    """The host admits the waiting physician from the page; the physician's first frame arrives."""
+    page.wait_for_selector("#waitlist-items li button.admit", timeout=WAIT_MS)
+    page.click("#waitlist-items li button.admit")
+    # Admitted, the aiortc peer offers; the page answers (trickling its candidates).
+    side.host_id = next(iter(side.loop.run(wait_for_pc(side.peer))))
+    frame = side.loop.run(side.peer.first_frame(side.host_id, WAIT_S))
+    assert frame.width > 0 and frame.height > 0
+
+
+def host_joins(media_chromium: Any, base: str, session_id: int, lang: str) -> tuple[Any, Any]:
+    """AP-HP's specialist signs in, opens the page in `lang` and joins; its context and page."""
+    context = media_chromium.new_context(base_url=base, locale="en-US")
+    page = context.new_page()
+    path = f"/teleconsults/{session_id}"
+    sign_in(page, path, f"{SLUGS['FR-PARIS-APHP']}.specialist")
+    page.goto(f"{path}?lang={lang}")
+    page.click("#join")
+    page.wait_for_function("() => !document.getElementById('room').hidden", timeout=WAIT_MS)
+    return context, page
+
+
 def test_the_host_admits_an_aiortc_peer_and_each_receives_the_others_frames(
     platform_server: Platform, media_chromium: Any
 ) -> None:
     base = platform_server.base_url
     session_id, referrer, oran = scheduled_session(base)
-    aphp = SLUGS["FR-PARIS-APHP"]
-    context = media_chromium.new_context(base_url=base, locale="fr-FR")
-    page = context.new_page()
-    path = f"/teleconsults/{session_id}"
-    sign_in(page, path, f"{aphp}.specialist")
-    page.goto(f"{path}?lang=fr")
+    context, page = host_joins(media_chromium, base, session_id, "fr")
     assert page.locator("html").get_attribute("dir") == "ltr"
     assert page.locator("h1").inner_text() == translate("tc.title", "fr", session=session_id)
-
-    page.click("#join")
-    page.wait_for_function("() => !document.getElementById('room').hidden", timeout=WAIT_MS)
     assert page.locator("#end").is_visible()  # the host may end the session
     page.wait_for_function("() => document.getElementById('local').videoWidth > 0", timeout=WAIT_MS)
 
-    loop = Loop()
-    patch = loopback_candidates()
-    patch.__enter__()
-    opened: Any = None
-    peer: Any = None
     try:
-        opened, peer = loop.run(aiortc_joins(base, session_id, referrer))
-        # The host sees who waits, with name and institution, and admits them.
-        page.wait_for_selector("#waitlist-items li button.admit", timeout=WAIT_MS)
-        page.click("#waitlist-items li button.admit")
-
-        # The aiortc peer, admitted, offers; the page answers (trickling its candidates).
-        host_id = next(iter(loop.run(wait_for_pc(peer))))
-        frame = loop.run(peer.first_frame(host_id, WAIT_S))
-        assert frame.width > 0 and frame.height > 0
-
-        page.wait_for_function(
-            "() => { const v = document.querySelector('figure.remote video');"
-            " return v && v.videoWidth > 0 && v.readyState >= 2; }",
-            timeout=WAIT_MS,
-        )
-        assert page.locator("figure.remote video").evaluate("v => v.videoWidth") == 320
-        watch(page, "decoded", FRAMES_DECODED)
-        assert wait_above(page, "decoded", 5) > 5
-        # The other side's name and institution, as the join grant carries them.
-        shown = page.locator("figure.remote .peer-name").inner_text().strip()
-        assert shown == oran["display_name"]
-        where = page.locator("figure.remote .peer-institution").inner_text().strip()
-        assert where in oran["institution_names"], (where, oran["institution_names"])
-
-        # Chat over the data channel, both ways.
-        channel = loop.run(peer.channel_open(host_id, WAIT_S))
-        page.fill("#chat-text", "Bonjour, vous m'entendez ?")
-        page.click("#chat-form button[type=submit]")
-        got = loop.run(asyncio.wait_for(peer.channel_messages.get(), WAIT_S))
-        assert got == (host_id, "Bonjour, vous m'entendez ?")
-        loop.loop.call_soon_threadsafe(channel.send, "Oui, très bien.")
-        page.wait_for_function(
-            "() => document.getElementById('chat-log').innerText.includes('Oui, très bien.')",
-            timeout=WAIT_MS,
-        )
-
-        # Mute and camera toggles act on the local tracks.
-        page.click("#mute")
-        assert page.evaluate(
-            "() => window.jisrTeleconsult.stream.getAudioTracks().every(t => !t.enabled)"
-        )
-        page.click("#camera")
-        assert page.evaluate(
-            "() => window.jisrTeleconsult.stream.getVideoTracks().every(t => !t.enabled)"
-        )
+        with aiortc_physician(base, session_id, referrer) as side:
+            admit(page, side)
+            received(page, side, oran)
     finally:
-        if peer is not None:
-            loop.run(peer.close())
-        if opened is not None:
-            loop.run(opened.__aexit__(None, None, None))
-        patch.__exit__(None, None, None)
-        loop.close()
         context.close()
+
+
+def received(page: Any, side: AiortcSide, oran: dict[str, Any]) -> None:
+    """Each side has the other's video; names, chat both ways, mute and camera toggles."""
+    loop, peer, host_id = side.loop, side.peer, side.host_id
+    page.wait_for_function(
+        "() => { const v = document.querySelector('figure.remote video');"
+        " return v && v.videoWidth > 0 && v.readyState >= 2; }",
+        timeout=WAIT_MS,
+    )
+    assert page.locator("figure.remote video").evaluate("v => v.videoWidth") == 320
+    watch(page, "decoded", FRAMES_DECODED)
+    assert wait_above(page, "decoded", 5) > 5
+    # The other side's name and institution, as the join grant carries them.
+    shown = page.locator("figure.remote .peer-name").inner_text().strip()
+    assert shown == oran["display_name"]
+    where = page.locator("figure.remote .peer-institution").inner_text().strip()
+    assert where in oran["institution_names"], (where, oran["institution_names"])
+
+    # Chat over the data channel, both ways.
+    channel = loop.run(peer.channel_open(host_id, WAIT_S))
+    page.fill("#chat-text", "Bonjour, vous m'entendez ?")
+    page.click("#chat-form button[type=submit]")
+    got = loop.run(asyncio.wait_for(peer.channel_messages.get(), WAIT_S))
+    assert got == (host_id, "Bonjour, vous m'entendez ?")
+    loop.loop.call_soon_threadsafe(channel.send, "Oui, très bien.")
+    page.wait_for_function(
+        "() => document.getElementById('chat-log').innerText.includes('Oui, très bien.')",
+        timeout=WAIT_MS,
+    )
+
+    # Mute and camera toggles act on the local tracks.
+    page.click("#mute")
+    assert page.evaluate(
+        "() => window.jisrTeleconsult.stream.getAudioTracks().every(t => !t.enabled)"
+    )
+    page.click("#camera")
+    assert page.evaluate(
+        "() => window.jisrTeleconsult.stream.getVideoTracks().every(t => !t.enabled)"
+    )
 
 
 async def wait_for_pc(peer: Any) -> dict[str, Any]:
@@ -425,6 +453,42 @@ def test_two_browsers_in_low_bandwidth_restart_ice_after_a_drop_and_the_host_end
         guest_context.close()
 
 
+def start_recorder(
+    platform_server: Platform, session_id: int, log: Path
+) -> subprocess.Popen[bytes]:
+    """`jisr teleconsult-recorder` on the served platform's data directory, as its worker would."""
+    env = {
+        **os.environ,
+        "JISR_DATA_DIR": str(platform_server.log.parent / "var"),
+        "JISR_LOG_JSON": "false",
+    }
+    env.pop("JISR_DATABASE_URL", None)
+    signalling = platform_server.base_url.replace("http", "ws", 1)
+    extra = ("--signalling", signalling, "--host-address", "127.0.0.1")
+    with log.open("wb") as out:
+        return subprocess.Popen(  # noqa: S603 - the platform's own command
+            recorder.command(session_id, *extra),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).parents[2],
+        )
+
+
+def recorded(page: Any) -> None:
+    """Everyone sees the recorder in the room; the page sends it three seconds of video
+    (trickling its candidates to the recorder, which put its own in its SDP)."""
+    page.wait_for_function("() => !document.getElementById('recording').hidden", timeout=WAIT_MS)
+    page.wait_for_function(
+        "() => { const p = window.jisrTeleconsult.call.peers.get('recorder');"
+        " return p && p.pc.connectionState === 'connected'; }",
+        timeout=WAIT_MS,
+    )
+    watch(page, "to-recorder", TO_RECORDER_ENCODED)
+    start = wait_above(page, "to-recorder", -1)
+    wait_above(page, "to-recorder", start + 90)
+
+
 def test_with_everyones_consent_the_recorder_records_the_browser_and_the_aiortc_peer(
     platform_server: Platform, media_chromium: Any, tmp_path: Path
 ) -> None:
@@ -432,13 +496,7 @@ def test_with_everyones_consent_the_recorder_records_the_browser_and_the_aiortc_
     base = platform_server.base_url
     session_id, referrer, _ = scheduled_session(base)
     aphp = SLUGS["FR-PARIS-APHP"]
-    context = media_chromium.new_context(base_url=base, locale="en-US")
-    page = context.new_page()
-    path = f"/teleconsults/{session_id}"
-    sign_in(page, path, f"{aphp}.specialist")
-    page.goto(f"{path}?lang=en")
-    page.click("#join")
-    page.wait_for_function("() => !document.getElementById('room').hidden", timeout=WAIT_MS)
+    context, page = host_joins(media_chromium, base, session_id, "en")
     page.click("#consent-yes")
     page.wait_for_function(
         "() => document.getElementById('consent-state').textContent !== ''", timeout=WAIT_MS
@@ -448,76 +506,28 @@ def test_with_everyones_consent_the_recorder_records_the_browser_and_the_aiortc_
     assert said == translate("tc.consent_all", "en"), said
     assert page.locator("#consent-yes").get_attribute("aria-pressed") == "true"
 
-    loop = Loop()
-    patch = loopback_candidates()
-    patch.__enter__()
-    opened: Any = None
-    peer: Any = None
-    recorder: subprocess.Popen[bytes] | None = None
+    process: subprocess.Popen[bytes] | None = None
     log = tmp_path / "recorder.log"
     try:
-        opened, peer = loop.run(aiortc_joins(base, session_id, referrer))
-        with httpx.Client(base_url=base, timeout=30) as client:
-            said = client.post(
-                f"/api/teleconsults/{session_id}/consent",
-                json={"recording": True},
-                headers=referrer,
-            )
-        assert said.status_code == 200, said.text
-        page.wait_for_selector("#waitlist-items li button.admit", timeout=WAIT_MS)
-        page.click("#waitlist-items li button.admit")
-        host_id = next(iter(loop.run(wait_for_pc(peer))))
-        loop.run(peer.first_frame(host_id, WAIT_S))
-        assert page.locator("#recording").is_hidden()
-
-        data_dir = platform_server.log.parent / "var"
-        env = {**os.environ, "JISR_DATA_DIR": str(data_dir), "JISR_LOG_JSON": "false"}
-        env.pop("JISR_DATABASE_URL", None)
-        with log.open("wb") as out:
-            recorder = subprocess.Popen(  # noqa: S603 - the platform's own command
-                [
-                    sys.executable,
-                    "-m",
-                    "jisr.cli",
-                    "teleconsult-recorder",
-                    "--session",
-                    str(session_id),
-                    "--signalling",
-                    base.replace("http", "ws", 1),
-                    "--host-address",
-                    "127.0.0.1",
-                ],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=Path(__file__).parents[2],
-            )
-        # Everyone sees the recorder in the room; the page sends it video (trickling its
-        # candidates to the recorder, which put its own in the SDP).
-        page.wait_for_function(
-            "() => !document.getElementById('recording').hidden", timeout=WAIT_MS
-        )
-        page.wait_for_function(
-            "() => { const p = window.jisrTeleconsult.call.peers.get('recorder');"
-            " return p && p.pc.connectionState === 'connected'; }",
-            timeout=WAIT_MS,
-        )
-        watch(page, "to-recorder", TO_RECORDER_ENCODED)
-        start = wait_above(page, "to-recorder", -1)
-        wait_above(page, "to-recorder", start + 90)  # three seconds of video at 30 fps
-        page.on("dialog", lambda dialog: dialog.accept())
-        page.click("#end")
-        assert recorder.wait(timeout=WAIT_S) == 0, log.read_text()
+        with aiortc_physician(base, session_id, referrer) as side:
+            with httpx.Client(base_url=base, timeout=30) as client:
+                said_too = client.post(
+                    f"/api/teleconsults/{session_id}/consent",
+                    json={"recording": True},
+                    headers=referrer,
+                )
+            assert said_too.status_code == 200, said_too.text
+            admit(page, side)
+            assert page.locator("#recording").is_hidden()
+            process = start_recorder(platform_server, session_id, log)
+            recorded(page)
+            page.on("dialog", lambda dialog: dialog.accept())
+            page.click("#end")
+            assert process.wait(timeout=WAIT_S) == 0, log.read_text()
     finally:
-        if recorder is not None and recorder.poll() is None:
-            recorder.kill()
-            recorder.wait(timeout=10)
-        if peer is not None:
-            loop.run(peer.close())
-        if opened is not None:
-            loop.run(opened.__aexit__(None, None, None))
-        patch.__exit__(None, None, None)
-        loop.close()
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
         context.close()
 
     with httpx.Client(base_url=base, timeout=30) as client:

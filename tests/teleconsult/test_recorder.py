@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,16 +238,7 @@ async def start_recorder(
     settings: Settings, served: Served, session_id: int
 ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "jisr.cli",
-        "teleconsult-recorder",
-        "--session",
-        str(session_id),
-        "--signalling",
-        served.ws,
-        "--host-address",
-        "127.0.0.1",
+        *recorder.command(session_id, "--signalling", served.ws, "--host-address", "127.0.0.1"),
         cwd=ROOT,
         env=recorder_env(settings),
         stdout=subprocess.PIPE,
