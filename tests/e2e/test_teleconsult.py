@@ -442,6 +442,17 @@ def test_two_browsers_in_low_bandwidth_restart_ice_after_a_drop_and_the_host_end
         wait_above(host, "decoded", before_frames + 15)
         assert host.evaluate("() => window.jisrTeleconsult.call.peers.size") == 1
 
+        # A drop the server sees: the guest's socket closes, the host sees it leave and drops
+        # its connection; the guest joins again (a fresh join token from the page's route),
+        # is let in directly (admission lasts the session) and calls the host afresh.
+        guest.evaluate("() => window.jisrTeleconsult.signalling.drop()")
+        host.wait_for_function(
+            "() => window.jisrTeleconsult.call.peers.size === 0", timeout=WAIT_MS
+        )
+        host.wait_for_function(playing, timeout=WAIT_MS)
+        guest.wait_for_function(playing, timeout=WAIT_MS)
+        assert guest.evaluate("() => window.jisrTeleconsult.signalling.opened") >= 3
+
         # The host ends the session for everyone.
         host.on("dialog", lambda dialog: dialog.accept())
         host.click("#end")
