@@ -11,7 +11,10 @@ was withdrawn meanwhile).
 
 Why a process of its own: aiortc decodes and re-encodes every stream inside
 its event loop (about 15% of a core per stream on our machines), so a recorder
-in the signalling process would delay every room's messages. The Celery task
+in the signalling process would delay every room's messages. Consent is checked again whenever someone joins and every few seconds:
+once it no longer holds, the recorder leaves and discards what it recorded.
+
+The Celery task
 `teleconsult.record_session_task` (queue `teleconsult-recorder`) only spawns
 the process and returns, so the embedded worker, which runs inside the web
 process, never hosts the media either; a pid file per session makes a second
@@ -38,7 +41,7 @@ from typing import Any
 from services.teleconsult.recording.capture import RoomCapture
 from services.teleconsult.recording.room import RoomError, pin_host_addresses
 from services.teleconsult.sessions.joining import recorder_grant
-from services.teleconsult.sessions.recording import store_recording
+from services.teleconsult.sessions.recording import recording_allowed, store_recording
 from shared import audit
 from shared.db import utcnow
 from shared.platform import Platform
@@ -52,6 +55,8 @@ EXIT_REFUSED = 3
 """The sessions service refused the recorder (no consent, session not in progress) or the room did."""
 EXIT_NOTHING = 4
 """The recorder joined but no media reached it."""
+CONSENT_CHECK_S = 5.0
+CONSENT_WITHDRAWN = "consent withdrawn during the recording"
 
 
 @dataclass
@@ -77,8 +82,12 @@ async def record(
     max_duration_s: float | None = None,
     stop: asyncio.Event | None = None,
     joined: asyncio.Event | None = None,
+    consent_check_s: float = CONSENT_CHECK_S,
 ) -> Outcome:
-    """Record session `session_id` until it ends (or `stop` is set); store what was recorded."""
+    """Record session `session_id` until it ends (or `stop` is set); store what was recorded.
+
+    Consent is checked again whenever the room changes and every `consent_check_s`: once
+    it no longer holds, the recorder leaves and keeps nothing."""
     try:
         async with platform.database.transaction() as session:
             ticket = await recorder_grant(session, platform, session_id=session_id)
@@ -99,7 +108,23 @@ async def record(
             return Outcome(refused=str(exc))
         if joined is not None:
             joined.set()
-        files = await _run(capture, max_duration_s=max_duration_s, stop=stop)
+        stop = stop or asyncio.Event()
+        withdrawn = asyncio.Event()
+        watcher = asyncio.ensure_future(
+            _watch_consent(platform, session_id, capture, stop, withdrawn, consent_check_s)
+        )
+        try:
+            files = await _run(capture, max_duration_s=max_duration_s, stop=stop)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        if withdrawn.is_set():
+            # Someone in the room has not consented (any more): nothing recorded is kept.
+            log.warning(
+                "session %s: consent no longer given; the recording is discarded", session_id
+            )
+            return Outcome(refused=CONSENT_WITHDRAWN)
         return Outcome(
             stored=await _store(platform, session_id, files, started_at, utcnow()), files=files
         )
@@ -107,11 +132,31 @@ async def record(
         shutil.rmtree(work, ignore_errors=True)
 
 
+async def _watch_consent(
+    platform: Platform,
+    session_id: int,
+    capture: RoomCapture,
+    stop: asyncio.Event,
+    withdrawn: asyncio.Event,
+    every_s: float,
+) -> None:
+    """Stop the moment recording is no longer allowed: a consent withdrawn, or someone new
+    who has not consented joined. Checked when the room changes and every `every_s`."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(capture.changed.wait(), every_s)
+        capture.changed.clear()
+        async with platform.database.transaction() as session:
+            allowed = await recording_allowed(session, session_id)
+        if not allowed:
+            withdrawn.set()
+            stop.set()
+            return
+
+
 async def _run(
-    capture: RoomCapture, *, max_duration_s: float | None, stop: asyncio.Event | None
+    capture: RoomCapture, *, max_duration_s: float | None, stop: asyncio.Event
 ) -> list[Path]:
-    if stop is None:
-        return await capture.run(max_duration_s=max_duration_s)
     running = asyncio.ensure_future(capture.run(max_duration_s=max_duration_s))
     stopping = asyncio.ensure_future(stop.wait())
     done, _ = await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -166,6 +211,12 @@ def add_parser(sub: Any) -> None:
         help="gather ICE host candidates on this address only (repeatable)",
     )
     parser.add_argument("--max-duration", type=float, default=None, help="seconds")
+    parser.add_argument(
+        "--consent-check",
+        type=float,
+        default=CONSENT_CHECK_S,
+        help="seconds between consent checks (also checked whenever someone joins)",
+    )
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
@@ -187,6 +238,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
                 origin=args.origin,
                 max_duration_s=args.max_duration,
                 stop=stop,
+                consent_check_s=args.consent_check,
             )
         finally:
             await platform.database.dispose()

@@ -235,10 +235,12 @@ def recorder_env(settings: Settings) -> dict[str, str]:
 
 
 async def start_recorder(
-    settings: Settings, served: Served, session_id: int
+    settings: Settings, served: Served, session_id: int, *extra: str
 ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        *recorder.command(session_id, "--signalling", served.ws, "--host-address", "127.0.0.1"),
+        *recorder.command(
+            session_id, "--signalling", served.ws, "--host-address", "127.0.0.1", *extra
+        ),
         cwd=ROOT,
         env=recorder_env(settings),
         stdout=subprocess.PIPE,
@@ -401,3 +403,40 @@ async def test_the_task_spawns_one_recorder_per_session_outside_the_caller(
     log = recorder.pid_file(platform.settings, room.session_id).with_suffix(".log")
     assert code == 0, log.read_text()
     assert recorder.reap() == [0]
+
+
+async def test_a_consent_withdrawn_while_recording_stops_the_recorder_and_nothing_is_kept(
+    platform: Platform, clinic: Clinic, served: Served, peers: list[MediaPeer]
+) -> None:
+    room = await make_room(clinic)
+    host, guest = await admitted_pair(served, room, peers)
+    process = await start_recorder(
+        platform.settings, served, room.session_id, "--consent-check", "0.5"
+    )
+    try:
+        joined = await host.wait_message(
+            lambda m: m["type"] == "peer-joined" and m.get("role") == "recorder"
+        )
+        await until_recorder_fed(joined["peer_id"], host, guest)
+        withdrawn = await clinic.post(
+            clinic.specialist, f"/api/teleconsults/{room.session_id}/consent", {"recording": False}
+        )
+        assert withdrawn.status_code == 200, withdrawn.text
+        # The recorder leaves the room by itself (the others see it go) and keeps nothing.
+        await host.wait_message(
+            lambda m: m["type"] == "peer-left" and m["peer_id"] == joined["peer_id"]
+        )
+        output, _ = await asyncio.wait_for(process.communicate(), TIMEOUT_S)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == recorder.EXIT_REFUSED, output.decode()
+    assert recorder.CONSENT_WITHDRAWN.encode() in output
+    async with platform.database.transaction() as session:
+        kept = (
+            await session.scalars(
+                select(Recording).where(Recording.teleconsult_id == room.session_id)
+            )
+        ).all()
+    assert kept == []

@@ -57,6 +57,8 @@ class RoomCapture:
     room: RoomPeer | None = None
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the first participant's media flows to the recorder."""
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when someone joins, is admitted or comes back: consent is checked again."""
 
     async def _connection(self, remote_id: str) -> RTCPeerConnection:
         pc = RTCPeerConnection(configuration(self.ice_servers))
@@ -93,6 +95,8 @@ class RoomCapture:
 
     async def _on_message(self, message: Message) -> None:
         kind = message.get("type")
+        if kind in ("peer-joined", "admitted", "peer-reconnected"):
+            self.changed.set()
         if kind == "peer-joined":
             peer = str(message.get("peer_id") or message.get("from") or "")
             if peer:
