@@ -9,6 +9,7 @@ own with a series or instance of another.
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from pathlib import Path
 import httpx
 import pydicom
 import pytest
+from dicomweb_client.api import DICOMwebClient
+from requests import HTTPError
 
 from services.imaging import deid
 from services.imaging.locations import shared_copies
@@ -26,6 +29,7 @@ from tests.conftest import make_settings
 from tests.factories import Factory
 from tests.imaging.conftest import OrthancServer, empty
 from tests.imaging.factories import Archive
+from tests.imaging.test_dicomweb_out import serving
 from tests.imaging.test_shares import Sharing, make_sharing, original_identifiers
 from tests.imaging.test_stores import multipart_files
 
@@ -172,3 +176,22 @@ async def test_a_third_institution_gets_404_for_a_shared_study(two: TwoShares) -
     )
 
     assert response.status_code == 404
+
+
+async def test_dicomweb_client_reads_the_passed_through_study_over_http(
+    two: TwoShares, settings: Settings
+) -> None:
+    s = two.mine
+    token = s.factory.token(s.provider_radiologist)
+    with serving(settings) as url:
+        viewer = DICOMwebClient(url=f"{url}/dicomweb", headers={"Authorization": f"Bearer {token}"})
+        datasets = await asyncio.to_thread(viewer.retrieve_study, two.my_study)
+        with pytest.raises(HTTPError) as refused:
+            await asyncio.to_thread(viewer.retrieve_study, two.their_study)
+
+    assert sorted(ds.SOPInstanceUID for ds in datasets) == sorted(
+        pydicom.dcmread(io.BytesIO(d)).SOPInstanceUID
+        for d in await stored_files(s.platform, two.my_study)
+    )
+    assert refused.value.response is not None
+    assert refused.value.response.status_code == 404
