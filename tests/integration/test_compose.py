@@ -334,6 +334,7 @@ def test_the_websocket_location_upgrades_and_bodies_are_capped() -> None:
     blocks = dict(re.findall(r"location\s+(/ws/teleconsults/|/dicomweb/)\s*\{([^}]*)\}", TEMPLATE))
     assert "proxy_set_header Upgrade $http_upgrade" in blocks["/ws/teleconsults/"]
     assert "proxy_set_header Connection $connection_upgrade" in blocks["/ws/teleconsults/"]
+    assert "access_log off;" in blocks["/ws/teleconsults/"]  # join tokens are in its URLs
 
     def size(text: str) -> int:
         number, unit = re.fullmatch(r"(\d+)([kmg]?)", text.lower()).groups()  # type: ignore[union-attr]
