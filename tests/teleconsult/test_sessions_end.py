@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -161,20 +162,34 @@ async def test_who_may_end(clinic: Clinic) -> None:
     ]
 
 
-async def test_the_in_process_worker_delivers_the_outcome_after_commit(clinic: Clinic) -> None:
-    created = await held(clinic)
+@pytest.fixture
+def embedded_worker(clinic: Clinic) -> Iterator[tasks.EmbeddedWorker]:
+    """The in-process worker on this test's platform, over an emptied in-memory queue.
+
+    kombu's memory transport keeps its queues at class level, for the whole test
+    process: the ends of earlier tests (no worker was running) are still queued, with
+    referral and session ids that every fresh database gives out again. Delivered
+    first, one of them would fill this referral's timeline with another test's outcome
+    and the idempotent task would then drop this one.
+    """
     tasks.use_platform(clinic.platform)
+    tasks.celery_app.control.purge()
     worker = tasks.EmbeddedWorker(beat=False)
     worker.start()
-    try:
-        assert (await end(clinic, created["id"], clinic.referrer, "completed")).status_code == 200
-        deadline = time.monotonic() + 30
-        while not await timeline(clinic):
-            assert time.monotonic() < deadline, "the outcome did not reach the timeline"
-            await asyncio.sleep(0.1)
-    finally:
-        worker.stop()
-        tasks.configure(Settings())
+    yield worker
+    worker.stop()
+    tasks.celery_app.control.purge()
+    tasks.configure(Settings())
+
+
+@pytest.mark.usefixtures("embedded_worker")
+async def test_the_in_process_worker_delivers_the_outcome_after_commit(clinic: Clinic) -> None:
+    created = await held(clinic)
+    assert (await end(clinic, created["id"], clinic.referrer, "completed")).status_code == 200
+    deadline = time.monotonic() + 30
+    while not await timeline(clinic):
+        assert time.monotonic() < deadline, "the outcome did not reach the timeline"
+        await asyncio.sleep(0.1)
     [entry] = await timeline(clinic)
     assert entry["data"]["outcome"] == "completed"
     assert entry["actor_name"] == clinic.referrer.display_name
