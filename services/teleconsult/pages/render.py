@@ -35,7 +35,7 @@ SCRIPT_STRINGS = (
     "tc.unmute", "tc.camera_off", "tc.camera_on", "tc.end_confirm", "tc.connected",
     "tc.reconnecting", "tc.reconnected", "tc.peer_joined", "tc.left", "tc.ended",
     "tc.refused", "tc.error", "tc.consent_given", "tc.consent_refused", "tc.consent_all",
-    "tc.consent_error",
+    "tc.consent_error", "tc.replaced", "tc.refused_socket", "tc.closed_socket",
 )  # fmt: skip
 """The words the script shows, handed to it in the page language."""
 

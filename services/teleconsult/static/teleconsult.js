@@ -40,7 +40,7 @@ const state = {
 window.jisrTeleconsult = state; // read by the end-to-end test and handy in the console
 
 function show(section) {
-  for (const id of ["lobby", "waiting", "room", "over"]) $(id).hidden = id !== section;
+  for (const id of ["lobby", "waiting", "room", "interrupted", "over"]) $(id).hidden = id !== section;
 }
 
 function status(text) {
@@ -309,6 +309,13 @@ async function join() {
       onMessage(event).catch((error) => console.warn("signalling", error));
     });
     signalling.addEventListener("down", () => status(t("tc.reconnecting")));
+    signalling.addEventListener("replaced", () => finish(t("tc.replaced")));
+    signalling.addEventListener("refused", ({ detail }) =>
+      interrupted(t("tc.refused_socket", { detail: detail.reason || detail.code })),
+    );
+    signalling.addEventListener("closed", ({ detail }) =>
+      interrupted(t("tc.closed_socket", { detail: detail.reason || detail.code })),
+    );
     await signalling.open();
     startStats();
   } catch (error) {
@@ -357,6 +364,30 @@ function startStats() {
     }
     state.framesDecoded = frames;
   }, STATS_INTERVAL_MS);
+}
+
+/** The room refused or closed this socket: the others dropped us; the user may try again. */
+function interrupted(text) {
+  if (state.call) state.call.close();
+  $("interrupted-text").textContent = text;
+  $("rejoin").disabled = false;
+  show("interrupted");
+  status(text);
+}
+
+/** "Join again": a fresh join token from the page's route, then the room as usual. */
+async function rejoin() {
+  $("rejoin").disabled = true;
+  status(t("tc.joining"));
+  try {
+    await state.signalling.rejoin();
+  } catch (error) {
+    interrupted(
+      error.status === 403 || error.status === 404
+        ? t("tc.refused", { detail: error.message })
+        : t("tc.error", { detail: error.message }),
+    );
+  }
 }
 
 function finish(text) {
@@ -413,6 +444,7 @@ $("mute").addEventListener("click", (event) => toggle("audio", event.currentTarg
 $("camera").addEventListener("click", (event) => toggle("video", event.currentTarget));
 $("leave").addEventListener("click", leave);
 $("end").addEventListener("click", end);
+$("rejoin").addEventListener("click", rejoin);
 $("chat-form").addEventListener("submit", sendChat);
 window.addEventListener("online", () => {
   if (state.call) state.call.restartAll();
