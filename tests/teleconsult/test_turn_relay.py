@@ -1,8 +1,8 @@
 """TURN only: two aiortc peers relay their media through a real coturn started by the test.
 
-coturn runs on a free loopback port with `use-auth-secret` (the REST-API
-scheme) and a random secret; the peers get their ICE servers from
-`turn.ice_servers` exactly as the join API hands them out, set
+coturn (`tests/teleconsult/coturn.py`) runs on a free loopback port with
+`use-auth-secret` (the REST-API scheme) and a random secret; the peers get their
+ICE servers from `turn.ice_servers` exactly as the join API hands them out, set
 `iceTransportPolicy="relay"`, and signal through the real signalling socket.
 The selected candidate pair must be relay on both ends. A peer whose
 credential was made with another secret cannot allocate, and ICE fails.
@@ -11,12 +11,6 @@ credential was made with another secret cannot allocate, and ICE fails.
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-import socket
-import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +21,9 @@ from aiortc import RTCPeerConnection
 
 from services.teleconsult import turn
 from shared.settings import Settings
-from tests.conftest import make_settings, missing_part
+from tests.conftest import make_settings
 from tests.teleconsult.conftest import Clinic
+from tests.teleconsult.coturn import Coturn, coturn_fixture
 from tests.teleconsult.test_recorder import (
     TIMEOUT_S,
     MediaPeer,
@@ -41,111 +36,10 @@ from tests.teleconsult.test_recorder import (
     served_fixture,
 )
 
-# The recorder tests' fixtures, for this module too.
-__all__ = ["loopback_candidates_fixture", "peers_fixture", "served_fixture"]
+# The recorder tests' fixtures and the shared coturn, for this module too.
+__all__ = ["coturn_fixture", "loopback_candidates_fixture", "peers_fixture", "served_fixture"]
 
-TURNSERVER = Path(os.environ.get("JISR_TURNSERVER", "/usr/bin/turnserver"))
-RELAY_PORTS = 40
-START_DEADLINE_S = 15.0
 NO_CONNECTION_S = 5.0
-
-
-@dataclass(frozen=True)
-class Coturn:
-    port: int
-    secret: str
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"turn:127.0.0.1:{self.port}?transport=udp"
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _free_relay_range() -> tuple[int, int]:
-    """A window of relay ports none of which is bound now (coturn picks inside it)."""
-    for _ in range(50):
-        low = 20000 + secrets.randbelow(30000)
-        try:
-            for port in range(low, low + RELAY_PORTS):
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return low, low + RELAY_PORTS - 1
-    pytest.fail("no free window of relay ports on 127.0.0.1")
-
-
-def _answers_stun(port: int) -> bool:
-    """One STUN Binding request (RFC 5389); True when coturn answers it."""
-    request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(0.2)
-        sock.sendto(bytes(request), ("127.0.0.1", port))
-        try:
-            data, _ = sock.recvfrom(2048)
-        except OSError:
-            return False
-    return stun.parse_message(data).transaction_id == request.transaction_id
-
-
-@pytest.fixture
-def coturn(tmp_path: Path) -> Iterator[Coturn]:
-    """coturn on a free loopback port, its own secret, log, pid and database files."""
-    if not TURNSERVER.exists():
-        missing_part(f"coturn is not installed at {TURNSERVER}")
-    port = _free_udp_port()
-    low, high = _free_relay_range()
-    secret = secrets.token_hex(16)
-    folder = tmp_path / "coturn"
-    folder.mkdir()
-    log = folder / "turn.log"
-    process = subprocess.Popen(  # noqa: S603 - Debian's turnserver, arguments of our own
-        [
-            str(TURNSERVER),
-            "-n",
-            "--listening-ip=127.0.0.1",
-            "--relay-ip=127.0.0.1",
-            f"--listening-port={port}",
-            f"--min-port={low}",
-            f"--max-port={high}",
-            "--use-auth-secret",
-            f"--static-auth-secret={secret}",
-            "--realm=jisr.test",
-            "--no-cli",
-            "--no-tls",
-            "--no-dtls",
-            "--allow-loopback-peers",
-            "--simple-log",
-            f"--log-file={log}",
-            f"--pidfile={folder / 'turn.pid'}",
-            f"--userdb={folder / 'turn.db'}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        # Each probe waits up to 0.2 s for an answer: a condition with a deadline, not a sleep.
-        for _ in range(int(START_DEADLINE_S / 0.2)):
-            if process.poll() is not None:
-                pytest.fail(f"turnserver exited ({process.returncode})")
-            if _answers_stun(port):
-                break
-        else:
-            pytest.fail(f"turnserver did not answer STUN within {START_DEADLINE_S} s")
-        yield Coturn(port, secret, log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @pytest.fixture
