@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     """How long before its slot a teleconsult may be joined."""
     teleconsult_overrun_s: int = Field(default=1800, ge=0, le=24 * 3600)
     """How long after its scheduled end a teleconsult may still be joined; TURN credentials last as long."""
+    recorder_signalling_url: str | None = None
+    """Where the recorder process reaches the signalling socket, e.g. ws://teleconsult:8000 in
+    compose; None: this machine's own service at host:port."""
+    recorder_host_address: str | None = None
+    """Gather the recorder's ICE host candidates on this address only. A test/loopback aid
+    (aioice skips 127.0.0.1 otherwise); leave unset in production."""
 
     # The organisation running the platform: its admins and auditors act platform-wide.
     operator_code: str = "JISR"

@@ -48,6 +48,7 @@ TASK_MODULES = [
     "services.referral.referrals.tasks",
     "services.imaging.forwarding.tasks",
     "services.imaging.pickup.tasks",
+    "services.teleconsult.recording.tasks",
 ]
 
 celery_app = Celery("jisr", include=TASK_MODULES)

@@ -14,11 +14,14 @@ its event loop (about 15% of a core per stream on our machines), so a recorder
 in the signalling process would delay every room's messages. Consent is checked again whenever someone joins and every few seconds:
 once it no longer holds, the recorder leaves and discards what it recorded.
 
-The Celery task
-`teleconsult.record_session_task` (queue `teleconsult-recorder`) only spawns
-the process and returns, so the embedded worker, which runs inside the web
-process, never hosts the media either; a pid file per session makes a second
-spawn a no-op while the first recorder lives.
+The sessions service sends the Celery task `teleconsult.record_session_task`
+after a consent or a join once `recording_allowed` holds; the task only spawns
+this process and returns, so no worker, not even the embedded one inside the
+web process, hosts the media. A pid file per session, checked and written under
+an exclusive `flock`, makes a second spawn a no-op while the first recorder
+lives; a recorder that leaves because consent no longer holds decides so under
+the same lock and gives up its pid file first, so a consent that arrives while
+it leaves starts a new one instead of being lost.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -33,10 +37,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from services.teleconsult.recording.capture import RoomCapture
 from services.teleconsult.recording.room import RoomError, pin_host_addresses
@@ -68,7 +73,10 @@ class Outcome:
 
 
 def signalling_base(settings: Settings) -> str:
-    """Where the recorder reaches the signalling socket by default: this machine's service."""
+    """Where the recorder reaches the signalling socket: `recorder_signalling_url`, else
+    this machine's own service."""
+    if settings.recorder_signalling_url:
+        return settings.recorder_signalling_url.rstrip("/")
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
     return f"ws://{host}:{settings.port}"
 
@@ -146,12 +154,30 @@ async def _watch_consent(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(capture.changed.wait(), every_s)
         capture.changed.clear()
-        async with platform.database.transaction() as session:
-            allowed = await recording_allowed(session, session_id)
-        if not allowed:
+        if not await _still_allowed(platform, session_id):
             withdrawn.set()
             stop.set()
             return
+
+
+async def _still_allowed(platform: Platform, session_id: int) -> bool:
+    """Whether recording is still allowed, decided under the pid file's lock; when it is not,
+    this recorder gives up its pid file before leaving.
+
+    A consent committed before this read keeps the recorder; one committed after it sends
+    a task whose `spawn` takes the lock after this, finds no live pid and starts afresh."""
+    marker = pid_file(platform.settings, session_id)
+    held = await asyncio.to_thread(_lock, marker)
+    try:
+        async with platform.database.transaction() as session:
+            allowed = await recording_allowed(session, session_id)
+        if not allowed:
+            held.seek(0)
+            if held.read().strip() == str(os.getpid()):
+                held.truncate(0)
+        return allowed
+    finally:
+        held.close()
 
 
 async def _run(
@@ -221,8 +247,11 @@ def add_parser(sub: Any) -> None:
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
     """Run the recorder; exit 0 when something was stored, 3 when refused, 4 when nothing was."""
-    if args.host_address:
-        pin_host_addresses(args.host_address)
+    addresses = args.host_address or (
+        [settings.recorder_host_address] if settings.recorder_host_address else []
+    )
+    if addresses:
+        pin_host_addresses(addresses)
     platform = Platform.from_settings(settings)
 
     async def body() -> Outcome:
@@ -256,13 +285,38 @@ def pid_file(settings: Settings, session_id: int) -> Path:
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` runs; a zombie (exited, not yet reaped by another worker process) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
     return True
+
+
+def _lock(marker: Path) -> IO[str]:
+    """`marker` opened (created if need be) and locked exclusively; closing it unlocks."""
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    held = marker.open("a+")
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+    except BaseException:
+        held.close()
+        raise
+    return held
+
+
+@contextlib.contextmanager
+def _locked(marker: Path) -> Iterator[IO[str]]:
+    held = _lock(marker)
+    try:
+        yield held
+    finally:
+        held.close()
 
 
 def command(session_id: int, *extra: str) -> list[str]:
@@ -279,23 +333,32 @@ def command(session_id: int, *extra: str) -> list[str]:
 
 
 def spawn(settings: Settings, session_id: int, *, extra: list[str] | None = None) -> int:
-    """Start the recorder process for `session_id` unless one already runs; its pid."""
+    """Start the recorder process for `session_id` unless one already runs; its pid.
+
+    Check and start happen under an exclusive lock on the pid file, so two concurrent
+    calls (two workers, two threads) start one process. The recorder reaches the
+    signalling socket at `signalling_base(settings)`; `extra` arguments come last."""
+    reap()
     marker = pid_file(settings, session_id)
-    if marker.exists():
+    with _locked(marker) as held:
+        held.seek(0)
         with contextlib.suppress(ValueError):
-            pid = int(marker.read_text().strip())
+            pid = int(held.read().strip())
             if _alive(pid):
                 return pid
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    log_path = marker.with_suffix(".log")
-    with log_path.open("ab") as out:
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            command(session_id, *(extra or [])),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    marker.write_text(str(process.pid))
+        options = ["--signalling", signalling_base(settings)]
+        if settings.recorder_host_address:
+            options += ["--host-address", settings.recorder_host_address]
+        with marker.with_suffix(".log").open("ab") as out:
+            process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                command(session_id, *options, *(extra or [])),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        held.truncate(0)
+        held.write(str(process.pid))
+        held.flush()
     _children.append(process)
     return process.pid
 

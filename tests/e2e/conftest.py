@@ -59,6 +59,9 @@ def platform_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platfo
         "JISR_PORT": str(port),
         "JISR_ADMIN_PASSWORD": "e2e-admin-secret",
         "JISR_LOG_JSON": "false",
+        # The recorder its worker spawns gathers a loopback candidate (aioice skips 127.0.0.1)
+        # and reaches the signalling socket at this port (its default: host and port).
+        "JISR_RECORDER_HOST_ADDRESS": "127.0.0.1",
     }
     for name in ("JISR_DATABASE_URL", "JISR_BROKER_URL", "JISR_OIDC_ISSUER"):
         env.pop(name, None)

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
@@ -34,7 +33,6 @@ import av
 import httpx
 import pytest
 
-from services.teleconsult import recorder
 from shared.i18n import translate
 from tests.conftest import missing_part
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, DEMO_PASSWORD, Platform
@@ -464,26 +462,21 @@ def test_two_browsers_in_low_bandwidth_restart_ice_after_a_drop_and_the_host_end
         guest_context.close()
 
 
-def start_recorder(
-    platform_server: Platform, session_id: int, log: Path
-) -> subprocess.Popen[bytes]:
-    """`jisr teleconsult-recorder` on the served platform's data directory, as its worker would."""
-    env = {
-        **os.environ,
-        "JISR_DATA_DIR": str(platform_server.log.parent / "var"),
-        "JISR_LOG_JSON": "false",
-    }
-    env.pop("JISR_DATABASE_URL", None)
-    signalling = platform_server.base_url.replace("http", "ws", 1)
-    extra = ("--signalling", signalling, "--host-address", "127.0.0.1")
-    with log.open("wb") as out:
-        return subprocess.Popen(  # noqa: S603 - the platform's own command
-            recorder.command(session_id, *extra),
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).parents[2],
-        )
+def recordings(platform_server: Platform, session_id: int, specialist: dict[str, str]) -> Any:
+    """The session's recordings once the recorder stored both, waiting up to `WAIT_S`; on a
+    timeout the recorder's log (the worker's spawn writes it beside its pid file) says why."""
+    log = platform_server.log.parent / "var" / "teleconsult" / "recorders" / f"{session_id}.log"
+    deadline = time.monotonic() + WAIT_S
+    with httpx.Client(base_url=platform_server.base_url, timeout=30) as client:
+        while True:
+            listed = client.get(f"/api/teleconsults/{session_id}/recordings", headers=specialist)
+            assert listed.status_code == 200, listed.text
+            if len(listed.json()) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)  # the stored recordings have no event to wait on over HTTP
+    found = listed.json()
+    assert len(found) == 2, log.read_text() if log.exists() else "no recorder was started"
+    return found
 
 
 def recorded(page: Any) -> None:
@@ -503,52 +496,43 @@ def recorded(page: Any) -> None:
 def test_with_everyones_consent_the_recorder_records_the_browser_and_the_aiortc_peer(
     platform_server: Platform, media_chromium: Any, tmp_path: Path
 ) -> None:
-    """Consent given on the page and through the API; the recorder process joins; files kept."""
+    """Consent through the API, then on the page: that last yes starts the recorder process by
+    itself (the platform's worker spawns it); it joins the room and both files are kept."""
     base = platform_server.base_url
     session_id, referrer, _ = scheduled_session(base)
     aphp = SLUGS["FR-PARIS-APHP"]
     context, page = host_joins(media_chromium, base, session_id, "en")
-    page.click("#consent-yes")
-    page.wait_for_function(
-        "() => document.getElementById('consent-state').textContent !== ''", timeout=WAIT_MS
-    )
-    # Only the host has joined yet, and it agreed: everyone who joined agreed, for now.
-    said = page.locator("#consent-state").inner_text()
-    assert said == translate("tc.consent_all", "en"), said
-    assert page.locator("#consent-yes").get_attribute("aria-pressed") == "true"
-
-    process: subprocess.Popen[bytes] | None = None
-    log = tmp_path / "recorder.log"
     try:
         with aiortc_physician(base, session_id, referrer) as side:
             with httpx.Client(base_url=base, timeout=30) as client:
-                said_too = client.post(
+                said = client.post(
                     f"/api/teleconsults/{session_id}/consent",
                     json={"recording": True},
                     headers=referrer,
                 )
-            assert said_too.status_code == 200, said_too.text
+            assert said.status_code == 200, said.text
+            assert said.json()["recording_allowed"] is False  # the host has not answered
             admit(page, side)
             assert page.locator("#recording").is_hidden()
-            process = start_recorder(platform_server, session_id, log)
+            page.click("#consent-yes")
+            # Everyone who joined said yes: the page says so, and the worker starts the recorder.
+            page.wait_for_function(
+                "all => document.getElementById('consent-state').textContent === all",
+                arg=translate("tc.consent_all", "en"),
+                timeout=WAIT_MS,
+            )
+            assert page.locator("#consent-yes").get_attribute("aria-pressed") == "true"
             recorded(page)
             page.on("dialog", lambda dialog: dialog.accept())
             page.click("#end")
-            assert process.wait(timeout=WAIT_S) == 0, log.read_text()
     finally:
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
         context.close()
 
     with httpx.Client(base_url=base, timeout=30) as client:
         specialist = headers(client, f"{aphp}.specialist")
-        listed = client.get(f"/api/teleconsults/{session_id}/recordings", headers=specialist)
-        assert listed.status_code == 200, listed.text
-        recordings = listed.json()
-        assert len(recordings) == 2  # the page's host and the aiortc physician
+        kept = recordings(platform_server, session_id, specialist)
         stranger = headers(client, f"{SLUGS['MA-TINGHIR-CHP']}.referrer")
-        for item in recordings:
+        for item in kept:  # the page's host and the aiortc physician
             url = f"/api/teleconsults/{session_id}/recordings/{item['id']}"
             assert client.get(url, headers=stranger).status_code == 404
             got = client.get(url, headers=specialist)

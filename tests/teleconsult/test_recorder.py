@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,19 +22,21 @@ import av
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, VideoStreamTrack
 from aiortc.mediastreams import AudioStreamTrack
+from celery import signals
 from fastapi import FastAPI
 from sqlalchemy import select
 
 from services.teleconsult import recorder
 from services.teleconsult.pages.router import router as pages_router
 from services.teleconsult.recording.room import RoomPeer, configuration, pin_host_addresses
+from services.teleconsult.recording.tasks import TASK
 from services.teleconsult.sessions.models import (
     Recording,
 )
 from services.teleconsult.sessions.recording import recordings_folder
 from services.teleconsult.sessions.router import router as sessions_router
 from services.teleconsult.signalling.router import router as signalling_router
-from shared import health
+from shared import health, tasks
 from shared.audit import AuditEvent
 from shared.platform import Platform
 from shared.settings import Settings
@@ -440,3 +443,166 @@ async def test_a_consent_withdrawn_while_recording_stops_the_recorder_and_nothin
             )
         ).all()
     assert kept == []
+
+
+# The trigger: consents and joins start the recorder through the Celery task --------------------
+
+
+@dataclass
+class Published:
+    """The tasks this process published (Celery's `after_task_publish`): name and arguments;
+    and what the worker's runs returned (`task_postrun`), by task id."""
+
+    sent: list[tuple[str, list[Any]]] = field(default_factory=list)
+    returned: dict[str, Any] = field(default_factory=dict)
+    ran: threading.Condition = field(default_factory=threading.Condition)
+
+    def published(self, sender: str | None = None, body: Any = None, **_: Any) -> None:
+        self.sent.append((str(sender), list(body[0]) if body else []))
+
+    def finished(self, task_id: str = "", retval: Any = None, **_: Any) -> None:
+        with self.ran:
+            self.returned[task_id] = retval
+            self.ran.notify_all()
+
+    def of(self, name: str) -> list[list[Any]]:
+        return [args for sent, args in self.sent if sent == name]
+
+    def wait_for(self, task_id: str) -> Any:
+        """What the worker's run of `task_id` returned, once it ran (blocking)."""
+        with self.ran:
+            assert self.ran.wait_for(lambda: task_id in self.returned, TIMEOUT_S)
+            return self.returned[task_id]
+
+
+@pytest.fixture(name="recorder_worker")
+def recorder_worker_fixture(
+    platform: Platform, served: Served, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Published]:
+    """A real Celery worker (embedded, solo pool) with the recorder settings a deployment sets:
+    the signalling socket of the served app, and a loopback host candidate. The recorder
+    process it spawns reads the same settings from its environment."""
+    update = {"recorder_signalling_url": served.ws, "recorder_host_address": "127.0.0.1"}
+    env = {
+        **recorder_env(platform.settings),
+        "JISR_RECORDER_SIGNALLING_URL": served.ws,
+        "JISR_RECORDER_HOST_ADDRESS": "127.0.0.1",
+    }
+    for name, value in env.items():
+        if name.startswith("JISR_"):
+            monkeypatch.setenv(name, value)
+    settings = platform.settings.model_copy(update=update)
+    tasks.use_platform(Platform(settings, platform.database, platform.keyring, None))
+    # Messages other tests left on the in-memory broker are not this test's.
+    tasks.celery_app.control.purge()
+    published = Published()
+    signals.after_task_publish.connect(published.published, weak=False)
+    signals.task_postrun.connect(published.finished, weak=False)
+    worker = tasks.EmbeddedWorker(beat=False)
+    worker.start()
+    try:
+        yield published
+    finally:
+        worker.stop()
+        signals.after_task_publish.disconnect(published.published)
+        signals.task_postrun.disconnect(published.finished)
+        tasks.configure(Settings())
+        for process in list(recorder._children):
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        recorder.reap()
+
+
+async def test_the_last_consent_starts_the_recorder_by_itself_and_it_records_the_room(
+    platform: Platform,
+    clinic: Clinic,
+    served: Served,
+    peers: list[MediaPeer],
+    recorder_worker: Published,
+) -> None:
+    """Nothing starts while the specialist has not answered; its yes sends the task once, the
+    worker spawns the recorder process, which joins the room and stores both participants."""
+    room = await make_room(clinic, consents=(True, None))
+    host, guest = await admitted_pair(served, room, peers)
+    marker = recorder.pid_file(platform.settings, room.session_id)
+    # Both joined and the host said yes: the joins and that consent sent nothing (the task is
+    # sent after the commit, before the API answers), so no recorder can start.
+    assert recorder_worker.of(TASK) == []
+    assert not marker.exists()
+
+    said = await clinic.post(
+        clinic.specialist, f"/api/teleconsults/{room.session_id}/consent", {"recording": True}
+    )
+    assert said.status_code == 200, said.text
+    assert recorder_worker.of(TASK) == [[room.session_id]]
+    joined = await host.wait_message(
+        lambda m: m["type"] == "peer-joined" and m.get("role") == "recorder"
+    )
+    await until_recorder_fed(joined["peer_id"], host, guest)
+    (child,) = recorder._children
+    assert marker.read_text() == str(child.pid) and child.pid != os.getpid()
+    assert host.room is not None
+    await host.room.send({"type": "end"})
+    code = await asyncio.wait_for(asyncio.to_thread(child.wait), TIMEOUT_S)
+    assert code == 0, marker.with_suffix(".log").read_text()
+
+    async with platform.database.transaction() as session:
+        kept = (
+            await session.scalars(
+                select(Recording).where(Recording.teleconsult_id == room.session_id)
+            )
+        ).all()
+    assert len(kept) == 2
+    for recording in kept:
+        assert count_video_frames(recordings_folder(platform.settings) / recording.stored_name) > 10
+
+
+async def test_without_everyones_consent_no_task_is_sent_and_no_recorder_starts(
+    platform: Platform, clinic: Clinic, recorder_worker: Published
+) -> None:
+    """A yes and a no, then a no changed from a yes: the task is never sent. A task sent by
+    hand (as a retry or a stale message would) runs to the end on the worker and spawns nothing."""
+    room = await make_room(clinic, consents=(True, False))
+    sid = room.session_id
+    withdrawn = await clinic.post(
+        clinic.referrer, f"/api/teleconsults/{sid}/consent", {"recording": False}
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert recorder_worker.of(TASK) == []
+
+    sent = tasks.celery_app.send_task(TASK, args=[sid])
+    # The worker ran it (and everything queued before it: one solo worker, FIFO) and spawned
+    # nothing: recording is not allowed.
+    assert await asyncio.to_thread(recorder_worker.wait_for, sent.id) is None
+    assert not recorder.pid_file(platform.settings, sid).exists()
+    assert recorder._children == []
+
+
+async def test_two_concurrent_spawns_start_one_recorder(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers taking the task at once: the pid file's lock lets one start the process.
+    (Session 999 does not exist: the one recorder started is refused and exits 3.)"""
+    for name, value in recorder_env(platform.settings).items():
+        if name.startswith("JISR_"):
+            monkeypatch.setenv(name, value)
+    start = threading.Barrier(4)
+
+    def race() -> int:
+        start.wait(TIMEOUT_S)
+        return recorder.spawn(platform.settings, 999)
+
+    try:
+        pids = await asyncio.gather(*(asyncio.to_thread(race) for _ in range(4)))
+        assert len(set(pids)) == 1
+        (child,) = recorder._children
+        assert child.pid == pids[0]
+        code = await asyncio.wait_for(asyncio.to_thread(child.wait), TIMEOUT_S)
+    finally:
+        for process in list(recorder._children):
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+    assert code == recorder.EXIT_REFUSED
+    assert recorder.reap() == [recorder.EXIT_REFUSED]

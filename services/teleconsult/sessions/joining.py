@@ -9,6 +9,8 @@ session's clock.
 
 Everyone but the host waits in the waiting room until the host admits them; the
 recorder does not wait (it joins only once everyone who joined has consented).
+A join that leaves everyone who joined consenting (someone who consented before
+joining) starts the recorder after the commit, as a consent does.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from services.teleconsult.sessions.access import (
     not_found,
 )
 from services.teleconsult.sessions.models import Participant, SessionStatus, Teleconsult
-from services.teleconsult.sessions.recording import recording_allowed
+from services.teleconsult.sessions.recording import recording_allowed, start_recorder_if_allowed
 from shared import audit
 from shared.db import utcnow
 from shared.i18n import translate
@@ -186,6 +188,7 @@ async def _admit(
         rule=rule,
         details={"peer": participant.peer, "role": role.value, "joins": participant.joins},
     )
+    start_recorder_if_allowed(session, row.id, allowed=await recording_allowed(session, row.id))
     return ticket(platform, row, grant, waiting=role is not tokens.RoomRole.HOST)
 
 

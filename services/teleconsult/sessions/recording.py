@@ -2,7 +2,9 @@
 
 Recording is allowed only when every invited participant who joined has said
 yes (`recording_allowed`); a participant may change their answer while the
-session is open, and each answer is audited. The recorder's files are copied
+session is open, and each answer is audited. Once an answer (or a join,
+`joining`) leaves everyone who joined consenting, `RECORD_TASK` is sent after the
+commit and starts the recorder process (`services.teleconsult.recorder`). The recorder's files are copied
 under generated names in `data_dir/teleconsult/recordings`, with their size
 and SHA-256; reading them follows the session's own visibility (the users of
 the referral's two institutions), and every listing and download is audited.
@@ -39,8 +41,10 @@ from shared.db import utcnow
 from shared.identity.deps import Caller
 from shared.problems import NotFound
 from shared.settings import Settings
+from shared.tasks import send_after_commit
 
 RECORDING_PURPOSE = "recording"
+RECORD_TASK = "teleconsult.record_session_task"
 OPEN = frozenset({SessionStatus.SCHEDULED.value, SessionStatus.IN_PROGRESS.value})
 
 
@@ -120,7 +124,16 @@ async def give_consent(
         resource_id=row.id,
         details={"peer": participant.peer, "recording": recording},
     )
-    return await consents(session, row)
+    answers = await consents(session, row)
+    start_recorder_if_allowed(session, row.id, allowed=answers.recording_allowed)
+    return answers
+
+
+def start_recorder_if_allowed(session: AsyncSession, session_id: int, *, allowed: bool) -> None:
+    """Once `allowed` (`recording_allowed` now holds), start the recorder after the commit;
+    a recorder already in the room makes this a no-op."""
+    if allowed:
+        send_after_commit(session, RECORD_TASK, session_id)
 
 
 def _copy(source: bytes | Path, target: Path) -> tuple[int, str]:
