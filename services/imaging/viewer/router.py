@@ -12,15 +12,12 @@ a missing share. Only ready shares are shown.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
-from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.formparsers import MultiPartException
 
@@ -34,7 +31,7 @@ from services.imaging.shares.models import ImagingShare, ShareStatus
 from services.imaging.stores import NotFoundInStore
 from services.imaging.viewer import render
 from services.imaging.viewer.render import Labels
-from shared import audit, web_session
+from shared import audit, pages, web_session
 from shared.identity.deps import Caller, get_platform
 from shared.identity.models import Role
 from shared.problems import JisrError, NotFound
@@ -59,41 +56,24 @@ HEADER_TAGS: tuple[tuple[str, str], ...] = (
 MAX_FORM_FIELDS = 10
 
 
-class ViewerRoute(APIRoute):
-    """What a handler raises, as pages: sign-in redirect, 403 for CSRF, 404, other refusals."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def guarded(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except web_session.SignInRequired as exc:
-                return web_session.login_redirect(request, exc.next_path, clear=exc.clear)
-            except web_session.CsrfRefused:
-                return _error(request, 403, "viewer.error.csrf")
-            except RequestValidationError:
-                return _error(request, 404, "viewer.error.not_found")
-            except JisrError as exc:
-                if exc.refusal is not None:
-                    await audit.write_refusal(get_platform(request).database, exc.refusal)
-                if isinstance(exc, NotFound):
-                    return _error(request, 404, "viewer.error.not_found")
-                return _error(request, exc.status, "viewer.error.refused")
-
-        return guarded
-
-
-router = APIRouter(route_class=ViewerRoute, include_in_schema=False)
-
-
 def _labels(request: Request) -> Labels:
     caller: Caller | None = getattr(request.state, "viewer_caller", None)
     return Labels(caller.lang if caller else web_session.page_lang(request))
 
 
-def _error(request: Request, status_code: int, key: str) -> Response:
+ERROR_KEYS = {
+    "csrf": "viewer.error.csrf",
+    "not_found": "viewer.error.not_found",
+    "refused": "viewer.error.refused",
+}
+
+
+def _error(
+    request: Request, status_code: int, kind: pages.ErrorKind, _: JisrError | None = None
+) -> Response:
+    """What a handler raised, as a page (`pages.page_route`): 403 for CSRF, 404, refusals."""
     labels = _labels(request)
+    key = ERROR_KEYS[kind]
     return render.page(
         request,
         "viewer_error.html",
@@ -102,6 +82,9 @@ def _error(request: Request, status_code: int, key: str) -> Response:
         status_code=status_code,
         title=labels.t(key),
     )
+
+
+router = APIRouter(route_class=pages.page_route(_error), include_in_schema=False)
 
 
 async def _caller(request: Request) -> Caller:

@@ -5,36 +5,27 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import jinja2
 from fastapi import Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 
-from shared import messages
-from shared import web_session as auth
+from shared import messages, pages
 from shared.entitlements import vocab
-from shared.i18n import LANGUAGES, RTL_LANGUAGES, translate
+from shared.i18n import LANGUAGES
 from shared.identity.deps import Caller
 from shared.problems import EntitlementRefused, JisrError
 
 TEMPLATES = Path(__file__).with_name("templates")
 STYLESHEET = Path(__file__).with_name("static") / "jisr.css"
-STYLESHEET_URL = "/pages/static/jisr.css"
-
-
-@cache
-def environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+STYLESHEET_URL = pages.STYLESHEET_URL
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+RENDERER = pages.Renderer(TEMPLATES, csp=CSP)
 
 
 def zone(name: str | None) -> ZoneInfo:
@@ -45,18 +36,10 @@ def zone(name: str | None) -> ZoneInfo:
 
 
 @dataclass(frozen=True)
-class Labels:
+class Labels(pages.Labels):
     """Every word a template shows, in one language; dates in one time zone."""
 
-    lang: str
     tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
-
-    @property
-    def dir(self) -> str:
-        return "rtl" if self.lang in RTL_LANGUAGES else "ltr"
-
-    def t(self, key: str, /, **params: Any) -> str:
-        return translate(key, self.lang, **params)
 
     def specialty(self, code: str | None) -> str:
         term = vocab.specialties().get(code or "")
@@ -149,33 +132,16 @@ def page(
     **context: Any,
 ) -> Response:
     """A page in the reader's language, with the CSRF token its forms need."""
-    body = (
-        environment()
-        .get_template(template)
-        .render(
-            L=labels,
-            t=labels.t,
-            lang=labels.lang,
-            dir=labels.dir,
-            languages=LANGUAGES,
-            caller=caller,
-            roles=sorted(r.value for r in caller.roles) if caller else [],
-            institution=institution,
-            csrf_field=auth.CSRF_FIELD,
-            csrf=auth.csrf_token(request),
-            here=auth.here(request),
-            path=request.url.path,
-            stylesheet=STYLESHEET_URL,
-            flash=flash or [],
-            **context,
-        )
+    return RENDERER.page(
+        request,
+        template,
+        labels,
+        caller=caller,
+        status_code=status_code,
+        L=labels,
+        roles=sorted(r.value for r in caller.roles) if caller else [],
+        institution=institution,
+        path=request.url.path,
+        flash=flash or [],
+        **context,
     )
-    response = HTMLResponse(body, status_code=status_code)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    )
-    response.headers["Referrer-Policy"] = "same-origin"
-    return auth.finish(request, response)

@@ -12,15 +12,12 @@ page as a missing one.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
-from fastapi.routing import APIRoute
 from starlette.datastructures import FormData
 from starlette.formparsers import MultiPartException
 
@@ -37,7 +34,7 @@ from services.referral.pages.render import (
 from services.referral.referrals import idempotency, service, views
 from services.referral.referrals import repository as repo
 from services.referral.workflow import Action, Status
-from shared import audit
+from shared import audit, pages
 from shared import web_session as auth
 from shared.db import utcnow
 from shared.entitlements import vocab
@@ -64,37 +61,6 @@ class Viewer:
     institution: str
 
 
-class PageRoute(APIRoute):
-    """Turns what a page handler may raise into pages: sign-in redirect, 403, 404, refusal."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def guarded(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except auth.SignInRequired as exc:
-                return auth.login_redirect(request, exc.next_path, clear=exc.clear)
-            except auth.CsrfRefused:
-                return _error(request, 403, "error.csrf.title", "error.csrf.body")
-            except RequestValidationError:
-                return _error(request, 404, "error.not_found.title", "error.not_found.body")
-            except JisrError as exc:
-                if exc.refusal is not None:
-                    await audit.write_refusal(get_platform(request).database, exc.refusal)
-                if isinstance(exc, NotFound):
-                    return _error(request, 404, "error.not_found.title", "error.not_found.body")
-                viewer = getattr(request.state, "viewer", None)
-                labels = viewer.labels if viewer else Labels(auth.page_lang(request))
-                message, reasons = problem_message(exc, labels)
-                return _error(request, exc.status, f"problem.{exc.slug}", None, message, reasons)
-
-        return guarded
-
-
-router = APIRouter(route_class=PageRoute, include_in_schema=False)
-
-
 def _error(
     request: Request,
     status_code: int,
@@ -116,6 +82,23 @@ def _error(
         message=message or labels.t(body or title),
         reasons=reasons or [],
     )
+
+
+def _error_page(
+    request: Request, status_code: int, kind: pages.ErrorKind, exc: JisrError | None
+) -> Response:
+    """What a page handler raised, as a page: 403 for CSRF, 404, or the refusal in words."""
+    if kind == "csrf":
+        return _error(request, 403, "error.csrf.title", "error.csrf.body")
+    if kind == "not_found" or exc is None:
+        return _error(request, 404, "error.not_found.title", "error.not_found.body")
+    viewer = getattr(request.state, "viewer", None)
+    labels = viewer.labels if viewer else Labels(auth.page_lang(request))
+    message, reasons = problem_message(exc, labels)
+    return _error(request, status_code, f"problem.{exc.slug}", None, message, reasons)
+
+
+router = APIRouter(route_class=pages.page_route(_error_page), include_in_schema=False)
 
 
 async def _viewer(request: Request) -> Viewer:

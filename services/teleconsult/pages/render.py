@@ -1,29 +1,21 @@
-"""The teleconsult page's rendering: words in the page language, one HTML response, its scripts.
+"""The teleconsult page's rendering: its templates in the shared layout, its scripts' words.
 
-The browser session itself (cookies, CSRF, page language) is `shared.web_session`,
-as for the referral pages and the imaging viewer.
+The browser session (cookies, CSRF, page language) is `shared.web_session` and
+the layout and page responses `shared.pages`, as for the other services' pages.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
-from typing import Any
 
-import jinja2
-from fastapi import Request
-from fastapi.responses import HTMLResponse, Response
-
-from shared.i18n import LANGUAGES, RTL_LANGUAGES, translate
-from shared.identity.deps import Caller
-from shared.web_session import CSRF_FIELD, csrf_token, finish, here
+from shared import pages
+from shared.i18n import translate
 
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).parents[1] / "static"
 STATIC_URL = "/teleconsults/static"
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
-STYLESHEET_URL = "/pages/static/jisr.css"
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "media-src 'self' blob: mediastream:; connect-src 'self'; "
@@ -41,65 +33,19 @@ SCRIPT_STRINGS = (
 
 
 @dataclass(frozen=True)
-class Labels:
-    lang: str
-
-    @property
-    def dir(self) -> str:
-        return "rtl" if self.lang in RTL_LANGUAGES else "ltr"
-
-    def t(self, key: str, /, **params: Any) -> str:
-        return translate(key, self.lang, **params)
-
+class Labels(pages.Labels):
     def script_strings(self) -> dict[str, str]:
         return {key: translate(key, self.lang) for key in SCRIPT_STRINGS}
 
 
-@cache
-def environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
-def page(
-    request: Request,
-    template: str,
-    labels: Labels,
-    *,
-    caller: Caller | None = None,
-    status_code: int = 200,
-    **context: Any,
-) -> Response:
-    body = (
-        environment()
-        .get_template(template)
-        .render(
-            t=labels.t,
-            lang=labels.lang,
-            dir=labels.dir,
-            languages=LANGUAGES,
-            caller=caller,
-            csrf_field=CSRF_FIELD,
-            csrf=csrf_token(request),
-            here=here(request),
-            stylesheet=STYLESHEET_URL,
-            static=STATIC_URL,
-            **context,
-        )
-    )
-    response = HTMLResponse(body, status_code=status_code)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["Referrer-Policy"] = "same-origin"
+RENDERER = pages.Renderer(
+    TEMPLATES,
+    csp=CSP,
     # The page asks for the camera and microphone of its own origin, nothing else.
-    response.headers["Permissions-Policy"] = "camera=(self), microphone=(self)"
-    return finish(request, response)
+    headers={"Permissions-Policy": "camera=(self), microphone=(self)"},
+    context={"static": STATIC_URL},
+)
+page = RENDERER.page
 
 
 def static_file(name: str) -> tuple[bytes, str] | None:

@@ -13,14 +13,10 @@ API's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from dataclasses import asdict
-from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
 from services.teleconsult.pages import render
@@ -30,7 +26,8 @@ from services.teleconsult.sessions import repository as repo
 from services.teleconsult.sessions import service as sessions
 from services.teleconsult.sessions.access import Attendee
 from services.teleconsult.sessions.schemas import ConsentBody, StatsSample
-from shared import audit, web_session
+from shared import pages as shared_pages
+from shared import web_session
 from shared.identity.deps import Caller, get_platform
 from shared.problems import Forbidden, JisrError, NotFound, Unauthorized, Unprocessable
 
@@ -38,39 +35,23 @@ CSRF_HEADER = "x-csrf-token"
 MAX_BODY_BYTES = 4096
 
 
-class PageRoute(APIRoute):
-    """What the page handler raises, as pages: sign-in redirect, 404, other refusals."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def guarded(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except web_session.SignInRequired as exc:
-                return web_session.login_redirect(request, exc.next_path, clear=exc.clear)
-            except RequestValidationError:
-                return _error(request, 404, "tc.not_found")
-            except JisrError as exc:
-                if exc.refusal is not None:
-                    await audit.write_refusal(get_platform(request).database, exc.refusal)
-                if isinstance(exc, NotFound):
-                    return _error(request, 404, "tc.not_found")
-                return _error(request, exc.status, "tc.refused_page")
-
-        return guarded
-
-
 router = APIRouter(include_in_schema=False)
-pages = APIRouter(route_class=PageRoute, include_in_schema=False)
+ERROR_KEYS = {"csrf": "tc.csrf", "not_found": "tc.not_found", "refused": "tc.refused_page"}
 
 
-def _error(request: Request, status_code: int, key: str) -> Response:
+def _error(
+    request: Request, status_code: int, kind: shared_pages.ErrorKind, _: JisrError | None = None
+) -> Response:
+    """What a page handler raised, as a page (`shared.pages.page_route`): 404, refusals."""
+    key = ERROR_KEYS[kind]
     caller: Caller | None = getattr(request.state, "tc_caller", None)
     labels = Labels(caller.lang if caller else web_session.page_lang(request))
     return render.page(
         request, "error.html", labels, caller=caller, status_code=status_code, title=labels.t(key)
     )
+
+
+pages = APIRouter(route_class=shared_pages.page_route(_error), include_in_schema=False)
 
 
 def _session_id(value: str) -> int:
