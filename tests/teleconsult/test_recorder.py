@@ -579,6 +579,30 @@ async def test_without_everyones_consent_no_task_is_sent_and_no_recorder_starts(
     assert recorder._children == []
 
 
+async def test_a_join_that_leaves_everyone_consenting_sends_the_task(clinic: Clinic) -> None:
+    """Both say yes before joining (nobody joined: nothing to record); each join then finds
+    everyone who joined consenting and sends the task (the second is a no-op spawn)."""
+    published = Published()
+    signals.after_task_publish.connect(published.published, weak=False)
+    try:
+        sid = (await clinic.scheduled())["id"]
+        for user in (clinic.referrer, clinic.specialist):
+            said = await clinic.post(user, f"/api/teleconsults/{sid}/consent", {"recording": True})
+            assert said.status_code == 200, said.text
+            assert said.json()["recording_allowed"] is False
+        assert published.of(TASK) == []
+        refused = await clinic.join(clinic.stranger, sid)
+        assert refused.status_code == 404
+        assert published.of(TASK) == []
+        for sent, user in enumerate((clinic.referrer, clinic.specialist), start=1):
+            joined = await clinic.join(user, sid)
+            assert joined.status_code == 200, joined.text
+            assert published.of(TASK) == [[sid]] * sent
+    finally:
+        signals.after_task_publish.disconnect(published.published)
+        tasks.celery_app.control.purge()
+
+
 async def test_two_concurrent_spawns_start_one_recorder(
     platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
