@@ -23,6 +23,7 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from kombu.transport import memory
 
 from jisr.app import create_app
 from shared import migrations
@@ -72,6 +73,20 @@ async def _pg_admin(*statements: str) -> None:
             await conn.execute(statement)
     finally:
         await conn.close()
+
+
+@pytest.fixture(autouse=True)
+def _empty_in_memory_broker() -> None:
+    """Every test starts with kombu's in-memory queues empty.
+
+    They live on the transport's class for the whole test process, and every
+    test's fresh database reuses the same ids: a task an earlier test sent with
+    no worker running would otherwise reach the next test's embedded worker and
+    act on its rows.
+    """
+    for queue in memory.Channel.queues.values():
+        with queue.mutex:
+            queue.queue.clear()
 
 
 @pytest.fixture(scope="session")
