@@ -27,7 +27,8 @@ test: $(STAMP) lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check shared services jisr tests migrations
+	$(BIN)/ruff check shared services jisr tests migrations bench
+	$(BIN)/ruff format --check shared services jisr tests migrations bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

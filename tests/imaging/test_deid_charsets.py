@@ -26,9 +26,19 @@ from tests.imaging.test_deid_factory import KEY, PSEUDONYM, charset_file, read, 
 ALLOW = Options(allow_burned_in=True)
 CLEAN = Options(allow_burned_in=True, clean_descriptors=True)
 NAMED_FILES = [
-    "chrArab.dcm", "chrH31.dcm", "chrH32.dcm", "chrI2.dcm", "chrX1.dcm", "chrX2.dcm",
-    "chrJapMulti.dcm", "chrKoreanMulti.dcm", "chrFren.dcm", "chrGerm.dcm", "chrGreek.dcm",
-    "chrRuss.dcm", "chrHbrw.dcm",
+    "chrArab.dcm",
+    "chrH31.dcm",
+    "chrH32.dcm",
+    "chrI2.dcm",
+    "chrX1.dcm",
+    "chrX2.dcm",
+    "chrJapMulti.dcm",
+    "chrKoreanMulti.dcm",
+    "chrFren.dcm",
+    "chrGerm.dcm",
+    "chrGreek.dcm",
+    "chrRuss.dcm",
+    "chrHbrw.dcm",
 ]
 
 
@@ -95,7 +105,10 @@ def test_an_arabic_name_in_a_safe_private_block_is_caught_in_its_own_encoding() 
     original = arabic()
     block = original.private_block(0x0029, "ACME 1.0", create=True)
     block.add_new(0x10, "UN", "ملف قباني".encode("iso8859_6"))  # raw ISO_IR 127 bytes
-    out = deid(original, Options(allow_burned_in=True, safe_private_tags=frozenset({("ACME 1.0", 0x00290010)})))
+    out = deid(
+        original,
+        Options(allow_burned_in=True, safe_private_tags=frozenset({("ACME 1.0", 0x00290010)})),
+    )
     with pytest.raises(LeakDetected) as leak:
         check(out, identifiers_of(original))
     assert [(hit.path, hit.kind) for hit in leak.value.hits] == [("(0029,1010)", "name")]

@@ -86,7 +86,10 @@ def test_check_blocks_an_instance_that_was_not_de_identified() -> None:
 
 def test_check_lets_a_de_identified_instance_go() -> None:
     original = instance()
-    check(deidentify(original, key=KEY, pseudonym=PSEUDONYM, options=Options()), identifiers_of(original))
+    check(
+        deidentify(original, key=KEY, pseudonym=PSEUDONYM, options=Options()),
+        identifiers_of(original),
+    )
 
 
 def test_the_study_identifiers_are_the_union_of_its_instances() -> None:
@@ -99,7 +102,8 @@ def test_the_study_identifiers_are_the_union_of_its_instances() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["born 19800514", "DOB 1980-05-14", "14/05/1980", "le 14.05.1980", "05/14/1980", "14-05-1980"]
+    "text",
+    ["born 19800514", "DOB 1980-05-14", "14/05/1980", "le 14.05.1980", "05/14/1980", "14-05-1980"],
 )
 def test_the_birth_date_is_found_in_its_usual_renderings(text: str) -> None:
     ds = Dataset()

@@ -110,8 +110,17 @@ def test_encapsulated_pixels_with_no_transfer_syntax_are_unusable() -> None:
 
 @pytest.mark.parametrize(
     ("key", "pseudonym"),
-    [(b"short", PSEUDONYM), (KEY, ""), (KEY, " padded"), (KEY, "a\\b"), (KEY, "x" * 65), (KEY, "A^B")],
+    [
+        (b"short", PSEUDONYM),
+        (KEY, ""),
+        (KEY, " padded"),
+        (KEY, "a\\b"),
+        (KEY, "x" * 65),
+        (KEY, "A^B"),
+    ],
 )
-def test_a_weak_key_or_a_malformed_pseudonym_is_a_programming_error(key: bytes, pseudonym: str) -> None:
+def test_a_weak_key_or_a_malformed_pseudonym_is_a_programming_error(
+    key: bytes, pseudonym: str
+) -> None:
     with pytest.raises(ValueError):
         deidentify(instance(), key=key, pseudonym=pseudonym, options=Options())

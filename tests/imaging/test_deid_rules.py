@@ -24,7 +24,18 @@ def test_the_public_surface_is_what_all_says() -> None:
     for name in deid.__all__:
         assert hasattr(deid, name), name
     public = {name for name in vars(deid) if not name.startswith("_")}
-    modules = {"burned_in", "dates", "engine", "errors", "gate", "matching", "options", "profile", "table", "uids"}
+    modules = {
+        "burned_in",
+        "dates",
+        "engine",
+        "errors",
+        "gate",
+        "matching",
+        "options",
+        "profile",
+        "table",
+        "uids",
+    }
     assert public - modules == set(deid.__all__)
 
 
@@ -75,7 +86,11 @@ def test_the_table_covers_patient_study_series_and_equipment_identity() -> None:
         ("Allergies", Options(retain_patient_characteristics=True), Action.CLEAN),
         # Retain Device Identity says K, Retain Longitudinal Modified Dates says C: C wins
         ("DateOfLastCalibration", Options(retain_device_identity=True), Action.KEEP),
-        ("DateOfLastCalibration", Options(retain_device_identity=True, retain_dates_shifted=True), Action.CLEAN),
+        (
+            "DateOfLastCalibration",
+            Options(retain_device_identity=True, retain_dates_shifted=True),
+            Action.CLEAN,
+        ),
     ],
 )
 def test_each_attribute_gets_its_table_action_under_the_options(
@@ -91,7 +106,9 @@ def test_attributes_the_table_does_not_list_have_no_action() -> None:
 
 def test_method_codes_follow_the_options_in_cid_7050() -> None:
     assert method_codes(Options()) == [("113100", "Basic Application Confidentiality Profile")]
-    codes = [code for code, _ in method_codes(Options(retain_dates_shifted=True, clean_descriptors=True))]
+    codes = [
+        code for code, _ in method_codes(Options(retain_dates_shifted=True, clean_descriptors=True))
+    ]
     assert codes == ["113100", "113105", "113107"]
 
 
@@ -161,7 +178,9 @@ def test_da_values_move_by_whole_days(value: str, days: int, shifted: str | None
         ("2024011710223", None),
     ],
 )
-def test_dt_values_move_their_date_and_keep_time_offset_and_precision(value: str, shifted: str | None) -> None:
+def test_dt_values_move_their_date_and_keep_time_offset_and_precision(
+    value: str, shifted: str | None
+) -> None:
     assert shift_dt(value, -10) == shifted
 
 
@@ -175,7 +194,9 @@ def test_normal_form_drops_case_accents_harakat_and_tatweel() -> None:
 
 
 def test_clean_removes_identifiers_and_tidies_spaces() -> None:
-    matcher = Matcher(Identifiers(names=frozenset({"benali", "ahmed"}), patient_ids=frozenset({"jsr-884213"})))
+    matcher = Matcher(
+        Identifiers(names=frozenset({"benali", "ahmed"}), patient_ids=frozenset({"jsr-884213"}))
+    )
     assert matcher.clean("CT  AHMED  Benali (JSR-884213) thorax") == "CT () thorax"
     assert matcher.clean("Bénali's scan") == "'s scan"
     assert matcher.clean("nothing here") == "nothing here"
@@ -187,7 +208,9 @@ def test_clean_removes_identifiers_and_tidies_spaces() -> None:
 @pytest.mark.parametrize(
     "entry", [("", 0x00090010), ("ACME ", 0x00090010), ("ACME", 0x00080010), ("ACME", 0x00091010)]
 )
-def test_a_safe_private_tag_must_name_a_creator_and_an_odd_group_element(entry: tuple[str, int]) -> None:
+def test_a_safe_private_tag_must_name_a_creator_and_an_odd_group_element(
+    entry: tuple[str, int],
+) -> None:
     with pytest.raises(ValueError):
         Options(safe_private_tags=frozenset({entry}))
 

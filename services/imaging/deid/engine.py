@@ -118,7 +118,9 @@ def _one_or_many(values: list[str]) -> str | list[str]:
     return values[0] if len(values) == 1 else values
 
 
-def _element(tag: BaseTag, vr: str, value: object, *, like: DataElement | None = None) -> DataElement:
+def _element(
+    tag: BaseTag, vr: str, value: object, *, like: DataElement | None = None
+) -> DataElement:
     return DataElement(
         tag,
         vr,

@@ -128,7 +128,10 @@ async def end_teleconsult(
         lang=caller.lang,
     )
     after_response.add_task(
-        announce, platform, session_id, {"type": "ended", "by": f"user:{caller.user_id}", "outcome": body.outcome.value},
+        announce,
+        platform,
+        session_id,
+        {"type": "ended", "by": f"user:{caller.user_id}", "outcome": body.outcome.value},
     )
     return await views.read_one(session, row, caller_institution=caller.institution_id)
 
