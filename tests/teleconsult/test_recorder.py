@@ -558,6 +558,50 @@ async def test_the_last_consent_starts_the_recorder_by_itself_and_it_records_the
         assert count_video_frames(recordings_folder(platform.settings) / recording.stored_name) > 10
 
 
+async def test_a_consent_given_again_after_a_withdrawal_starts_a_new_recorder(
+    platform: Platform,
+    clinic: Clinic,
+    served: Served,
+    peers: list[MediaPeer],
+    recorder_worker: Published,
+) -> None:
+    """The specialist withdraws: the recorder leaves (giving up its pid file) and keeps nothing.
+    Its yes again, while that process may still be winding down, starts a second one."""
+    room = await make_room(clinic, consents=(True, None))
+    host, guest = await admitted_pair(served, room, peers)
+    sid = room.session_id
+    consent = f"/api/teleconsults/{sid}/consent"
+    yes = await clinic.post(clinic.specialist, consent, {"recording": True})
+    assert yes.status_code == 200, yes.text
+    first = await host.wait_message(
+        lambda m: m["type"] == "peer-joined" and m.get("role") == "recorder"
+    )
+    (leaving,) = recorder._children
+    no = await clinic.post(clinic.specialist, consent, {"recording": False})
+    assert no.status_code == 200, no.text
+    await host.wait_message(lambda m: m["type"] == "peer-left" and m["peer_id"] == first["peer_id"])
+    yes = await clinic.post(clinic.specialist, consent, {"recording": True})
+    assert yes.status_code == 200, yes.text
+    again = await host.wait_message(
+        lambda m: m is not first and m["type"] == "peer-joined" and m.get("role") == "recorder"
+    )
+    log = recorder.pid_file(platform.settings, sid).with_suffix(".log")
+    assert await asyncio.wait_for(asyncio.to_thread(leaving.wait), TIMEOUT_S) == (
+        recorder.EXIT_REFUSED
+    ), log.read_text()
+    (second,) = [p for p in recorder._children if p is not leaving]
+    assert recorder.pid_file(platform.settings, sid).read_text() == str(second.pid)
+    await until_recorder_fed(again["peer_id"], host, guest)
+    assert host.room is not None
+    await host.room.send({"type": "end"})
+    assert await asyncio.wait_for(asyncio.to_thread(second.wait), TIMEOUT_S) == 0, log.read_text()
+    async with platform.database.transaction() as session:
+        kept = (
+            await session.scalars(select(Recording).where(Recording.teleconsult_id == sid))
+        ).all()
+    assert len(kept) == 2  # the second recorder's files; the first kept nothing
+
+
 async def test_without_everyones_consent_no_task_is_sent_and_no_recorder_starts(
     platform: Platform, clinic: Clinic, recorder_worker: Published
 ) -> None:
