@@ -493,8 +493,6 @@ def recorder_worker_fixture(
             monkeypatch.setenv(name, value)
     settings = platform.settings.model_copy(update=update)
     tasks.use_platform(Platform(settings, platform.database, platform.keyring, None))
-    # Messages other tests left on the in-memory broker are not this test's.
-    tasks.celery_app.control.purge()
     published = Published()
     signals.after_task_publish.connect(published.published, weak=False)
     signals.task_postrun.connect(published.finished, weak=False)
@@ -514,17 +512,32 @@ def recorder_worker_fixture(
         recorder.reap()
 
 
+@dataclass
+class HalfConsented:
+    """Both joined and are in the room with media; the host said yes, the specialist not yet."""
+
+    room: Room
+    host: MediaPeer
+    guest: MediaPeer
+    published: Published
+
+
+@pytest.fixture(name="half_consented")
+async def half_consented_fixture(
+    clinic: Clinic, served: Served, peers: list[MediaPeer], recorder_worker: Published
+) -> HalfConsented:
+    room = await make_room(clinic, consents=(True, None))
+    host, guest = await admitted_pair(served, room, peers)
+    return HalfConsented(room, host, guest, recorder_worker)
+
+
 async def test_the_last_consent_starts_the_recorder_by_itself_and_it_records_the_room(
-    platform: Platform,
-    clinic: Clinic,
-    served: Served,
-    peers: list[MediaPeer],
-    recorder_worker: Published,
+    platform: Platform, clinic: Clinic, half_consented: HalfConsented
 ) -> None:
     """Nothing starts while the specialist has not answered; its yes sends the task once, the
     worker spawns the recorder process, which joins the room and stores both participants."""
-    room = await make_room(clinic, consents=(True, None))
-    host, guest = await admitted_pair(served, room, peers)
+    room, host, guest = half_consented.room, half_consented.host, half_consented.guest
+    recorder_worker = half_consented.published
     marker = recorder.pid_file(platform.settings, room.session_id)
     # Both joined and the host said yes: the joins and that consent sent nothing (the task is
     # sent after the commit, before the API answers), so no recorder can start.
@@ -559,16 +572,11 @@ async def test_the_last_consent_starts_the_recorder_by_itself_and_it_records_the
 
 
 async def test_a_consent_given_again_after_a_withdrawal_starts_a_new_recorder(
-    platform: Platform,
-    clinic: Clinic,
-    served: Served,
-    peers: list[MediaPeer],
-    recorder_worker: Published,
+    platform: Platform, clinic: Clinic, half_consented: HalfConsented
 ) -> None:
     """The specialist withdraws: the recorder leaves (giving up its pid file) and keeps nothing.
     Its yes again, while that process may still be winding down, starts a second one."""
-    room = await make_room(clinic, consents=(True, None))
-    host, guest = await admitted_pair(served, room, peers)
+    room, host, guest = half_consented.room, half_consented.host, half_consented.guest
     sid = room.session_id
     consent = f"/api/teleconsults/{sid}/consent"
     yes = await clinic.post(clinic.specialist, consent, {"recording": True})
@@ -644,7 +652,6 @@ async def test_a_join_that_leaves_everyone_consenting_sends_the_task(clinic: Cli
             assert published.of(TASK) == [[sid]] * sent
     finally:
         signals.after_task_publish.disconnect(published.published)
-        tasks.celery_app.control.purge()
 
 
 async def test_two_concurrent_spawns_start_one_recorder(
