@@ -9,7 +9,8 @@ run topologies at the same time need different ones (`JISR_TEST_TOPOLOGY_REDIS_D
 When nginx, Orthanc (with its DICOMweb plugin) or coturn is missing, the tests are
 skipped with one line, or fail under JISR_REQUIRE_SERVICES=1 (.ci/run).
 
-Teardown checks that every process stopped on SIGTERM, none killed.
+Teardown checks that every process stopped on SIGTERM, none killed. Fixtures of
+other scopes (the e2e's `platform_server`) start one with `started_topology()`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from __future__ import annotations
 import os
 import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -57,18 +60,31 @@ def require_topology() -> None:
     need("Redis", "127.0.0.1", 6379)
 
 
+@contextmanager
+def started_topology(
+    root: Path, *, name: str, redis_db: int, environment: Mapping[str, str] | None = None
+) -> Iterator[Topology]:
+    """`running()` on databases of its own (`jisr_<name>_<random>`, dropped afterwards) and on
+    Redis databases `redis_db` and the next; after it stops, every process must have stopped
+    on SIGTERM, none killed. Skips (or fails) first when a part is missing."""
+    require_topology()
+    with running(
+        root,
+        database=f"jisr_{name}_{uuid.uuid4().hex[:8]}",
+        postgres=PG_DSN,
+        redis_db=redis_db,
+        drop_databases=True,
+        environment=environment,
+    ) as started:
+        yield started
+    killed = {part: code for part, code in started.exit_codes.items() if code == -signal.SIGKILL}
+    assert not killed, f"these did not stop on SIGTERM and were killed: {killed}"
+
+
 @pytest.fixture(scope="module")
 def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     """Everything of docker-compose.yml running here, behind nginx; stopped after the module."""
-    require_topology()
-    root = tmp_path_factory.mktemp("topology")
-    with running(
-        root,
-        database=f"jisr_topo_{uuid.uuid4().hex[:8]}",
-        postgres=PG_DSN,
-        redis_db=TOPOLOGY_REDIS_DB,
-        drop_databases=True,
+    with started_topology(
+        tmp_path_factory.mktemp("topology"), name="topo", redis_db=TOPOLOGY_REDIS_DB
     ) as started:
         yield started
-    killed = {name: code for name, code in started.exit_codes.items() if code == -signal.SIGKILL}
-    assert not killed, f"these did not stop on SIGTERM and were killed: {killed}"

@@ -25,7 +25,7 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +43,7 @@ from jisr.topology.processes import (
     listening,
     wait_until,
 )
-from shared.settings import Settings
+from shared.settings import DEV_ADMIN_PASSWORD, Settings
 
 __all__ = [
     "OrthancEndpoint",
@@ -230,13 +230,16 @@ def running(
     fresh: bool = False,
     drop_databases: bool = False,
     timeout_s: float = 90.0,
+    environment: Mapping[str, str] | None = None,
 ) -> Iterator[Topology]:
     """Start the topology under `root` (data, logs, configurations); stop it on exit.
 
     `database` names the Jisr database (Orthanc's indexes get `<database>_orthanc_*`);
     Redis databases `redis_db` (broker) and `redis_db + 1` (signalling) are emptied first,
     so give each concurrent topology its own. `fresh` drops the databases before;
-    `drop_databases` drops them after (tests).
+    `drop_databases` drops them after (tests). `environment` adds `JISR_*` settings to every
+    process and to the seed (test aids such as `JISR_RECORDER_HOST_ADDRESS` or the admin's
+    password); the machine's own `JISR_*` variables never reach the topology.
     """
     missing = missing_parts()
     if missing:
@@ -267,6 +270,7 @@ def running(
             broker_url=broker_url,
             signalling_url=signalling_url,
             demo=demo,
+            environment=environment or {},
         )
         topology.warnings += warnings
         # Migrations and the seed, once, before any service: compose's `migrate` step (here in
@@ -299,6 +303,7 @@ def _plan(
     broker_url: str,
     signalling_url: str,
     demo: bool,
+    environment: Mapping[str, str],
 ) -> Topology:
     """The topology's addresses, secrets, environment and (not yet started) processes."""
     orthanc_password = secrets.token_urlsafe(18)
@@ -317,8 +322,12 @@ def _plan(
         "JISR_TURN_URLS": json.dumps([f"{turn_url}?transport=udp", f"{turn_url}?transport=tcp"]),
         "JISR_LOG_JSON": "true",
         "JISR_SEED_DEMO": "true" if demo else "false",
+        # The worker spawns the consented recorder, which joins on the teleconsult service's
+        # own socket (compose's worker: ws://teleconsult:8000).
+        "JISR_RECORDER_SIGNALLING_URL": f"ws://127.0.0.1:{ports.services['teleconsult']}",
         "ORTHANC_DB_PASSWORD": "",
         "PYTHONUNBUFFERED": "1",
+        **environment,
     }
     topology = Topology(
         proxy_url=f"http://127.0.0.1:{ports.proxy}",
@@ -381,6 +390,7 @@ def _migrate_and_seed(env: dict[str, str]) -> None:
         database_url=env["JISR_DATABASE_URL"],
         data_dir=Path(env["JISR_DATA_DIR"]),
         seed_demo=env["JISR_SEED_DEMO"] == "true",
+        admin_password=env.get("JISR_ADMIN_PASSWORD", DEV_ADMIN_PASSWORD),
     )
     prepare(settings)
 

@@ -1,9 +1,13 @@
-"""The real platform (`jisr run` on a fresh data directory, demo seeded) and headless Chromium.
+"""The real platform, twice, and headless Chromium.
 
-The platform runs as a subprocess on a free loopback port for the whole
-session; the browser is Debian's `chromium`, driven by playwright's sync API
-(never a downloaded browser). Where Chromium is missing the tests are skipped
-with a one-line reason, or fail when `JISR_REQUIRE_SERVICES=1`.
+Each test runs against `jisr run` on a fresh data directory (demo seeded, a
+subprocess on a free loopback port) and against the production topology of
+`jisr run-services` behind nginx (tests/topology.py: PostgreSQL, Redis, two
+Orthancs, coturn, each service apart, a Celery worker and beat); each is
+started once for all the e2e tests. The browser is Debian's `chromium`, driven
+by playwright's sync API (never a downloaded browser). Where Chromium is missing
+the tests are skipped with a one-line reason, or fail when
+`JISR_REQUIRE_SERVICES=1`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,7 @@ import httpx
 import pytest
 
 from tests.conftest import missing_part
+from tests.topology import started_topology
 
 CHROMIUM = Path(os.environ.get("JISR_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -31,6 +37,13 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+]
+MEDIA_ARGS = [
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
 ]
 DEMO_PASSWORD = "jisr-demo"
 START_DEADLINE_S = 90
@@ -44,26 +57,66 @@ def _free_port() -> int:
 
 @dataclass(frozen=True)
 class Platform:
+    """Where the platform under test answers (`base_url`), its log (`jisr run`'s file, or the
+    topology's folder of logs) and the data directory its processes share."""
+
     base_url: str
     log: Path
+    data_dir: Path
 
 
-@pytest.fixture(scope="session")
-def platform_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """`python -m jisr.cli run`: migrates, seeds the demo, serves; stopped at the end."""
-    root = tmp_path_factory.mktemp("platform")
+PLATFORMS = ["embedded", "topology"]
+"""Every e2e test runs against both: `jisr run` in one process, and the production topology
+(`jisr run-services`: each service apart, Celery on Redis, PostgreSQL, Orthanc) behind nginx."""
+TEST_AIDS = {
+    "JISR_ADMIN_PASSWORD": "e2e-admin-secret",
+    # The recorder the worker spawns gathers a loopback candidate (aioice skips 127.0.0.1).
+    "JISR_RECORDER_HOST_ADDRESS": "127.0.0.1",
+}
+E2E_REDIS_DB = int(os.environ.get("JISR_TEST_E2E_REDIS_DB", "6"))
+"""The topology's broker; signalling uses the next one (see tests/topology.py)."""
+
+
+@pytest.fixture(scope="package", params=PLATFORMS)
+def platform_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    """The platform, started once per kind for all e2e tests and stopped after the last.
+
+    Package scope rather than session: the topology's dozen processes stop when the e2e
+    tests are done instead of idling beside the rest of the suite. Where nginx, Orthanc or
+    coturn is missing the topology's runs skip (or fail under JISR_REQUIRE_SERVICES=1) and
+    the embedded ones still run.
+    """
+    if request.param == "topology":
+        root = tmp_path_factory.mktemp("topology")
+        with started_topology(
+            root, name="e2e", redis_db=E2E_REDIS_DB, environment=TEST_AIDS
+        ) as started:
+            yield Platform(started.proxy_url, started.log_dir, started.data_dir)
+    else:
+        with embedded(tmp_path_factory.mktemp("platform")) as platform:
+            yield platform
+
+
+@contextmanager
+def embedded(root: Path) -> Iterator[Platform]:
+    """`python -m jisr.cli run`: migrates, seeds the demo, serves; stopped on exit."""
     port = _free_port()
     env = {
         **os.environ,
+        **TEST_AIDS,
         "JISR_DATA_DIR": str(root / "var"),
         "JISR_PORT": str(port),
-        "JISR_ADMIN_PASSWORD": "e2e-admin-secret",
         "JISR_LOG_JSON": "false",
-        # The recorder its worker spawns gathers a loopback candidate (aioice skips 127.0.0.1)
-        # and reaches the signalling socket at this port (its default: host and port).
-        "JISR_RECORDER_HOST_ADDRESS": "127.0.0.1",
     }
-    for name in ("JISR_DATABASE_URL", "JISR_BROKER_URL", "JISR_OIDC_ISSUER"):
+    # Its recorder reaches the signalling socket at this port (the default: host and port).
+    for name in (
+        "JISR_DATABASE_URL",
+        "JISR_BROKER_URL",
+        "JISR_OIDC_ISSUER",
+        "JISR_RECORDER_SIGNALLING_URL",
+    ):
         env.pop(name, None)
     log = root / "platform.log"
     base = f"http://127.0.0.1:{port}"
@@ -77,7 +130,7 @@ def platform_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platfo
         )
         try:
             _wait_until_up(process, base, log)
-            yield Platform(base, log)
+            yield Platform(base, log, root / "var")
         finally:
             process.terminate()
             try:
@@ -103,9 +156,9 @@ def _wait_until_up(process: subprocess.Popen[bytes], base: str, log: Path) -> No
             time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    """Debian's Chromium, headless, for the tests of one module."""
+@contextmanager
+def launched(*extra: str) -> Iterator[Any]:
+    """Debian's Chromium, headless, with `extra` arguments; skipped (or failed) when missing."""
     if not CHROMIUM.exists():
         missing_part(f"Chromium is not installed at {CHROMIUM}")
     try:
@@ -113,8 +166,27 @@ def chromium() -> Iterator[Any]:
     except ImportError:
         missing_part("the playwright package is not installed")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra])
         try:
             yield browser
         finally:
             browser.close()
+
+
+# The browsers depend on `platform_server` so that they stop before it changes from one
+# platform to the other: playwright's sync API holds an event loop in this thread while
+# it runs, and starting the topology needs none running.
+
+
+@pytest.fixture(scope="module")
+def chromium(platform_server: Platform) -> Iterator[Any]:
+    """Chromium for the tests of one module on one platform."""
+    with launched() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def media_chromium(platform_server: Platform) -> Iterator[Any]:
+    """Chromium with fake camera and microphone, allowed to use loopback candidates."""
+    with launched(*MEDIA_ARGS) as browser:
+        yield browser

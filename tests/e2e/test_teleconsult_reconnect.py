@@ -19,12 +19,9 @@ from tests.e2e.conftest import Platform
 from tests.e2e.test_teleconsult import (
     SLUGS,
     WAIT_MS,
-    media_chromium,
     scheduled_session,
     sign_in,
 )
-
-__all__ = ["media_chromium"]  # the fixture, imported so that pytest finds it here
 
 PLAYING = (
     "() => { const v = document.querySelector('figure.remote video');"
