@@ -42,8 +42,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+_SECRET_IN_URL = re.compile(r"\b(token|access_token|secret)=[^&\s\"']+")
+
+
+def redact_secrets(record: logging.LogRecord) -> bool:
+    """Blank credentials carried in URLs (uvicorn logs each WebSocket's path and query,
+    where the signalling socket's join token rides) before any handler writes them."""
+    message = record.getMessage()
+    if "=" in message and _SECRET_IN_URL.search(message):
+        record.msg, record.args = _SECRET_IN_URL.sub(r"\1=[redacted]", message), ()
+    return True
+
+
 def configure(level: str = "INFO", *, json_lines: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(redact_secrets)
     if json_lines:
         handler.setFormatter(JsonFormatter())
     else:
