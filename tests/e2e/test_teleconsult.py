@@ -451,6 +451,20 @@ def recordings(platform_server: Platform, session_id: int, specialist: dict[str,
     return found
 
 
+def recorder_has_video(platform_server: Platform, session_id: int, *, peers: int = 2) -> None:
+    """Wait until the recorder says it received 30 video frames from each of `peers` people:
+    a page's own send counters say nothing of what a loaded recorder got."""
+    log = platform_server.data_dir / "teleconsult" / "recorders" / f"{session_id}.log"
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        text = log.read_text() if log.exists() else ""
+        senders = set(re.findall(r"recorder received 30 video frames from ([\w:.-]+)", text))
+        if len(senders) >= peers:
+            return
+        assert time.monotonic() < deadline, text[-3000:] or "no recorder log"
+        time.sleep(0.2)  # the recorder's log is a file: no event to wait on
+
+
 def recorded(page: Any) -> None:
     """Everyone sees the recorder in the room; the page sends it three seconds of video
     (trickling its candidates to the recorder, which put its own in its SDP)."""
@@ -495,6 +509,7 @@ def test_with_everyones_consent_the_recorder_records_the_browser_and_the_aiortc_
             )
             assert page.locator("#consent-yes").get_attribute("aria-pressed") == "true"
             recorded(page)
+            recorder_has_video(platform_server, session_id)
             page.on("dialog", lambda dialog: dialog.accept())
             page.click("#end")
             # The room's `ended` reaches the host too: only then may the page go, or its

@@ -41,6 +41,35 @@ class Participant:
     started: bool = False
 
 
+PROGRESS_FRAMES = (1, 30, 300)
+"""Video frames received from a participant at which the recorder logs its progress."""
+
+
+class _Counted(MediaStreamTrack):
+    """Passes a participant's track to `MediaRecorder`, logging how much video has come.
+
+    The log is the recorder's progress (an operator sees that media flows, not only that
+    ICE connected) and what the end-to-end tests wait on before ending a session.
+    """
+
+    def __init__(self, source: MediaStreamTrack, peer_id: str) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self._source, self._peer, self._frames = source, peer_id, 0
+
+    async def recv(self) -> Any:
+        frame = await self._source.recv()
+        if self.kind == "video":
+            self._frames += 1
+            if self._frames in PROGRESS_FRAMES or self._frames % 3000 == 0:
+                log.info("recorder received %d video frames from %s", self._frames, self._peer)
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self._source.stop()
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60] or "peer"
 
@@ -90,7 +119,7 @@ class RoomCapture:
         who.paths.append(path)
         who.recorder = MediaRecorder(str(path), format="matroska")
         for track in who.tracks:
-            who.recorder.addTrack(track)
+            who.recorder.addTrack(_Counted(track, who.peer_id))
         await who.recorder.start()
 
     async def _on_message(self, message: Message) -> None:
