@@ -46,6 +46,7 @@ from typing import IO, Any
 from services.teleconsult.recording.capture import RoomCapture
 from services.teleconsult.recording.room import RoomError, pin_host_addresses
 from services.teleconsult.sessions.joining import recorder_grant
+from services.teleconsult.sessions.models import Teleconsult
 from services.teleconsult.sessions.recording import recording_allowed, store_recording
 from shared import audit
 from shared.db import utcnow
@@ -70,6 +71,12 @@ class Outcome:
     """Ids of the `Recording` rows kept."""
     refused: str | None = None
     files: list[Path] = field(default_factory=list)
+
+
+def time_left(ends_at: datetime, *, overrun_s: int, now: datetime) -> float:
+    """Seconds the recorder may still run: until the session's slot plus its overrun, as
+    long as anyone may join; a room left without an end does not keep it running."""
+    return max(0.0, (ends_at - now).total_seconds() + overrun_s)
 
 
 def signalling_base(settings: Settings) -> str:
@@ -99,11 +106,17 @@ async def record(
     try:
         async with platform.database.transaction() as session:
             ticket = await recorder_grant(session, platform, session_id=session_id)
+            row = await session.get(Teleconsult, session_id)
     except JisrError as exc:
         if exc.refusal is not None:
             await audit.write_refusal(platform.database, exc.refusal)
         log.warning("recorder refused for session %s: %s", session_id, exc.detail)
         return Outcome(refused=exc.detail or exc.slug)
+    if row is not None:
+        limit = time_left(
+            row.ends_at, overrun_s=platform.settings.teleconsult_overrun_s, now=utcnow()
+        )
+        max_duration_s = limit if max_duration_s is None else min(max_duration_s, limit)
     url = f"{signalling.rstrip('/')}{ticket.ws_url}?token={ticket.token}"
     work = Path(tempfile.mkdtemp(prefix=f"jisr-recorder-{session_id}-"))
     capture = RoomCapture(url, work, ice_servers=ticket.ice_servers, origin=origin)

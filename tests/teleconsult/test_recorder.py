@@ -15,6 +15,7 @@ import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from services.teleconsult.sessions.router import router as sessions_router
 from services.teleconsult.signalling.router import router as signalling_router
 from shared import health, tasks
 from shared.audit import AuditEvent
+from shared.db import utcnow
 from shared.platform import Platform
 from shared.settings import Settings
 from shared.web import make_app
@@ -681,3 +683,34 @@ async def test_two_concurrent_spawns_start_one_recorder(
             process.wait()
     assert code == recorder.EXIT_REFUSED
     assert recorder.reap() == [recorder.EXIT_REFUSED]
+
+
+def test_the_recorder_may_run_until_the_slot_and_its_overrun_and_no_longer() -> None:
+    ends = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
+    assert recorder.time_left(ends, overrun_s=600, now=ends - timedelta(minutes=5)) == 900
+    assert recorder.time_left(ends, overrun_s=600, now=ends + timedelta(minutes=20)) == 0
+
+
+async def test_a_room_left_without_an_end_does_not_keep_its_recorder(
+    platform: Platform, clinic: Clinic, served: Served, peers: list[MediaPeer]
+) -> None:
+    """Nobody ends the session: the recorder stops at the slot's end plus its overrun and
+    keeps what it recorded."""
+    room = await make_room(clinic)
+    host, guest = await admitted_pair(served, room, peers)
+    platform.settings.teleconsult_overrun_s = 10
+    now = utcnow()
+    await clinic.move_slot(room.session_id, now - timedelta(minutes=20), minutes=20)
+
+    recording = asyncio.ensure_future(
+        recorder.record(platform, room.session_id, signalling=served.ws)
+    )
+    joined = await host.wait_message(
+        lambda m: m["type"] == "peer-joined" and m.get("role") == "recorder"
+    )
+    await until_recorder_fed(joined["peer_id"], host, guest)
+    outcome = await asyncio.wait_for(recording, TIMEOUT_S)
+
+    assert outcome.refused is None
+    assert len(outcome.stored) == 2
+    assert utcnow() >= now + timedelta(seconds=10)
