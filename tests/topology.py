@@ -1,13 +1,14 @@
 """The production topology (`jisr run-services`) as a pytest fixture, for tests that go through the proxy.
 
 Use it from a test module with `from tests.topology import topology  # noqa: F401`
-and `skip_module_without_parts()` after the imports (module scope: one start, about ten seconds, for the module's tests). It runs on
+(module scope: one start, about ten seconds, for the module's tests). It runs on
 its own PostgreSQL databases (dropped afterwards) and on Redis databases
 `TOPOLOGY_REDIS_DB` and the next one, emptied before and after: two modules that
 run topologies at the same time need different ones (`JISR_TEST_TOPOLOGY_REDIS_DB`).
 
-When nginx, Orthanc (with its DICOMweb plugin) or coturn is missing, the tests are
-skipped with one line, or fail under JISR_REQUIRE_SERVICES=1 (.ci/run).
+When nginx, Orthanc (with its DICOMweb plugin) or coturn is missing, the fixture goes
+through `missing_part()`: a skip with the reason, or a failure under
+JISR_REQUIRE_SERVICES=1 (.ci/run).
 
 Teardown checks that every process stopped on SIGTERM, none killed. Fixtures of
 other scopes (the e2e's `platform_server`) start one with `started_topology()`.
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from jisr.topology import Topology, missing_parts, running
-from tests.conftest import PG_DSN, REQUIRE_SERVICES, missing_part, need
+from tests.conftest import PG_DSN, missing_part, need
 
 TOPOLOGY_REDIS_DB = int(os.environ.get("JISR_TEST_TOPOLOGY_REDIS_DB", "10"))
 
@@ -39,16 +40,6 @@ def _missing_reason() -> str | None:
         f"the services topology needs {', '.join(missing)}: "
         "apt install nginx orthanc orthanc-dicomweb orthanc-postgresql coturn"
     )
-
-
-def skip_module_without_parts() -> None:
-    """At a module's top: one skip line for the whole module when a program is missing.
-
-    Under JISR_REQUIRE_SERVICES=1 nothing is skipped: the fixture fails each test instead.
-    """
-    reason = _missing_reason()
-    if reason and not REQUIRE_SERVICES:
-        pytest.skip(reason, allow_module_level=True)
 
 
 def require_topology() -> None:

@@ -23,12 +23,7 @@ from pydicom.uid import generate_uid
 from jisr.topology import OrthancEndpoint, Topology
 from jisr.topology.processes import wait_until
 from tests.integration.test_health_metrics import sample
-from tests.topology import (
-    skip_module_without_parts,
-    topology,  # noqa: F401 - the fixture, used by name
-)
-
-skip_module_without_parts()
+from tests.topology import topology  # noqa: F401 - the fixture, used by name
 
 DEMO_PASSWORD = "jisr-demo"
 
