@@ -38,54 +38,60 @@ def escalate_overdue_task(now: str | None = None) -> dict[int, str]:
 IMAGING_REPORT_EVENT = "imaging_report"
 
 
-async def record_imaging_report(
-    platform: Platform, *, referral_id: int, share_id: int, report: dict[str, Any]
+async def _record_once(
+    platform: Platform, referral_id: int, event: ReferralEvent, *, key: str, notice: dict[str, Any]
 ) -> bool:
-    """Put a signed imaging report on the referral's timeline and tell its referrer, once.
-
-    The imaging service sends the report's summary (`report_id`, `author_id`, `author_name`,
-    `institution_id`, `signed_at`, `impression`); the referral row is locked so that two
-    deliveries of the same report add one event. Answers whether this run added it.
-    """
-    report_id = int(report["report_id"])
+    """Add `event` to the referral's timeline unless an event of its kind already carries the
+    same `key`, and tell the referrer; the referral row is locked so that two deliveries of
+    one message add one event. Answers whether this run added it."""
     async with platform.database.transaction() as session:
         referral = await session.get(Referral, referral_id, with_for_update=True)
         if referral is None:
             return False
-        for event in await repo.events(session, referral.id):
-            if event.kind == IMAGING_REPORT_EVENT and event.data.get("report_id") == report_id:
+        for past in await repo.events(session, referral.id):
+            if past.kind == event.kind and past.data.get(key) == event.data[key]:
                 return False
-        session.add(
-            ReferralEvent(
-                referral_id=referral.id,
-                at=datetime.fromisoformat(str(report["signed_at"])),
-                kind=IMAGING_REPORT_EVENT,
-                actor_id=report.get("author_id"),
-                actor_name=report.get("author_name"),
-                institution_id=report.get("institution_id"),
-                data={
-                    "report_id": report_id,
-                    "share_id": share_id,
-                    "impression": report.get("impression", ""),
-                },
-            )
-        )
+        event.referral_id = referral.id
+        session.add(event)
         await session.flush()
         author = await session.get(User, referral.created_by_id)
         if author is not None:
             await notifications.notify(
                 session,
                 [author],
-                IMAGING_REPORT_EVENT,
+                event.kind,
                 resource_type=service.RESOURCE,
                 resource_id=referral.id,
-                params={
-                    "referral": referral.id,
-                    "author": report.get("author_name", ""),
-                    "impression": report.get("impression", ""),
-                },
+                params={"referral": referral.id, **notice},
             )
     return True
+
+
+async def record_imaging_report(
+    platform: Platform, *, referral_id: int, share_id: int, report: dict[str, Any]
+) -> bool:
+    """Put a signed imaging report on the referral's timeline and tell its referrer, once.
+
+    The imaging service sends the report's summary (`report_id`, `author_id`, `author_name`,
+    `institution_id`, `signed_at`, `impression`). Answers whether this run added it.
+    """
+    event = ReferralEvent(
+        at=datetime.fromisoformat(str(report["signed_at"])),
+        kind=IMAGING_REPORT_EVENT,
+        actor_id=report.get("author_id"),
+        actor_name=report.get("author_name"),
+        institution_id=report.get("institution_id"),
+        data={
+            "report_id": int(report["report_id"]),
+            "share_id": share_id,
+            "impression": report.get("impression", ""),
+        },
+    )
+    notice = {
+        "author": report.get("author_name", ""),
+        "impression": report.get("impression", ""),
+    }
+    return await _record_once(platform, referral_id, event, key="report_id", notice=notice)
 
 
 @celery_app.task(name="referrals.record_imaging_report_task")
@@ -107,60 +113,32 @@ async def record_teleconsult(
     """Put an ended teleconsult's outcome and duration on the referral's timeline, once.
 
     The teleconsult service sends the session's summary (`outcome`, `note`, `started_at`,
-    `ended_at`, `duration_s`, `actor_id`, `actor_name`, `institution_id`); the referral row
-    is locked so that two deliveries of the same session add one event, and the referrer
-    is told. Answers whether this run added it.
+    `ended_at`, `duration_s`, `actor_id`, `actor_name`, `institution_id`); the referrer is
+    told. Answers whether this run added it.
     """
-    async with platform.database.transaction() as session:
-        referral = await session.get(Referral, referral_id, with_for_update=True)
-        if referral is None:
-            return False
-        for event in await repo.events(session, referral.id):
-            if (
-                event.kind == TELECONSULT_EVENT
-                and event.data.get("teleconsult_id") == teleconsult_id
-            ):
-                return False
-        duration_s = summary.get("duration_s")
-        session.add(
-            ReferralEvent(
-                referral_id=referral.id,
-                at=datetime.fromisoformat(str(summary["ended_at"])),
-                kind=TELECONSULT_EVENT,
-                actor_id=summary.get("actor_id"),
-                actor_name=summary.get("actor_name"),
-                institution_id=summary.get("institution_id"),
-                data={
-                    "teleconsult_id": teleconsult_id,
-                    "outcome": str(summary["outcome"]),
-                    "started_at": summary.get("started_at"),
-                    "ended_at": summary["ended_at"],
-                    "duration_s": duration_s,
-                    "note": summary.get("note", ""),
-                },
-            )
-        )
-        await session.flush()
-        author = await session.get(User, referral.created_by_id)
-        if author is not None:
-            await notifications.notify(
-                session,
-                [author],
-                TELECONSULT_EVENT,
-                resource_type=service.RESOURCE,
-                resource_id=referral.id,
-                params={
-                    "referral": referral.id,
-                    "author": summary.get("actor_name") or "",
-                    "outcome": {"id": f"teleconsult.outcome.{summary['outcome']}"},
-                    "duration": {
-                        "id": "teleconsult.minutes",
-                        "minutes": round(int(duration_s or 0) / 60),
-                    },
-                    "note": summary.get("note", ""),
-                },
-            )
-    return True
+    duration_s = summary.get("duration_s")
+    event = ReferralEvent(
+        at=datetime.fromisoformat(str(summary["ended_at"])),
+        kind=TELECONSULT_EVENT,
+        actor_id=summary.get("actor_id"),
+        actor_name=summary.get("actor_name"),
+        institution_id=summary.get("institution_id"),
+        data={
+            "teleconsult_id": teleconsult_id,
+            "outcome": str(summary["outcome"]),
+            "started_at": summary.get("started_at"),
+            "ended_at": summary["ended_at"],
+            "duration_s": duration_s,
+            "note": summary.get("note", ""),
+        },
+    )
+    notice = {
+        "author": summary.get("actor_name") or "",
+        "outcome": {"id": f"teleconsult.outcome.{summary['outcome']}"},
+        "duration": {"id": "teleconsult.minutes", "minutes": round(int(duration_s or 0) / 60)},
+        "note": summary.get("note", ""),
+    }
+    return await _record_once(platform, referral_id, event, key="teleconsult_id", notice=notice)
 
 
 @celery_app.task(name="referrals.record_teleconsult_task")
