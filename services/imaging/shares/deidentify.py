@@ -1,20 +1,25 @@
 """A study's de-identification for a share, on every core: read, de-identify, write, gate.
 
-Blocking: callers run it in a thread. Every instance is read once here, for the
-study's identifiers (`deid.identifiers_of` each instance, merged with `|`);
+Blocking: callers run it in a thread. Every instance is read once here, up to
+its pixel data (`deid.bulk.split`; a file it cannot split is read whole), for
+the study's identifiers (`deid.identifiers_of` each instance, merged with `|`);
 then each goes through `deid.deidentify` with them, is written as a Part 10
 file, and the file as written is read back and passed through the gate (what
-leaves is the file, not the dataset). Any refusal blocks the whole study.
+leaves is the file, not the dataset). The pixel data element is never parsed:
+it follows the written header byte for byte (`deid.bulk.join`), and the gate
+does not read pixels. Any refusal blocks the whole study.
 
 The work is pure Python, so threads would share one core: on a machine with
 cores to spare (`PROCESSES`), a study of at least `PARALLEL_FROM` instances is
 spread over a pool of worker processes
 (forkserver, started on first use and kept for the life of the process, so a
-share pays no start-up but the first). A pool that breaks is dropped and the
-study done here instead, as it is in a daemonic process (which may not have children).
-Workers leave by themselves when the process that made the pool is gone. Workers
-start as `multiprocessing` starts them under forkserver: they import the parent's
-`__main__` module once, which must guard its entry point (`jisr`'s does).
+share pays no start-up but the first). Workers get each file's header only and
+send back the written header; the pixel data stays here. A pool that breaks is
+dropped and the study done here instead, as it is in a daemonic process (which
+may not have children). Workers leave by themselves when the process that made
+the pool is gone. Workers start as `multiprocessing` starts them under
+forkserver: they import the parent's `__main__` module once, which must guard
+its entry point (`jisr`'s does).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from services.imaging import deid
+from services.imaging.deid import bulk
 
 __all__ = ["PARALLEL_FROM", "PROCESSES", "StudyBlocked", "deidentify_study"]
 
@@ -75,7 +81,16 @@ class _Terms:
     options: deid.Options
 
 
+def _read(data: bytes) -> tuple[Dataset, int | None]:
+    """The instance up to its pixel data and where that starts, or read whole (offset None)."""
+    parts = bulk.split(data)
+    if parts is None:
+        return pydicom.dcmread(io.BytesIO(data)), None
+    return parts
+
+
 def _one(ds: Dataset, own: deid.Identifiers, terms: _Terms) -> bytes | _Blocked:
+    """`ds` de-identified, written and gated as written (its header only, if that is all `ds` is)."""
     identifiers = terms.identifiers
     try:
         out = deid.deidentify(
@@ -101,12 +116,13 @@ def _one(ds: Dataset, own: deid.Identifiers, terms: _Terms) -> bytes | _Blocked:
 
 
 def _chunk(
-    files: Sequence[bytes], owns: Sequence[deid.Identifiers], terms: _Terms
+    payloads: Sequence[bytes], owns: Sequence[deid.Identifiers], terms: _Terms
 ) -> list[bytes | _Blocked]:
-    """A worker's share of the study (it reads its files again: datasets do not travel)."""
+    """A worker's share of the study: headers (or whole files), read again here, since
+    datasets do not travel; what comes back is as small as what went."""
     return [
-        _one(pydicom.dcmread(io.BytesIO(data)), own, terms)
-        for data, own in zip(files, owns, strict=True)
+        _one(pydicom.dcmread(io.BytesIO(payload)), own, terms)
+        for payload, own in zip(payloads, owns, strict=True)
     ]
 
 
@@ -165,8 +181,8 @@ def deidentify_study(
     """Every instance of a study de-identified and gated, in order, or `StudyBlocked`."""
     if not files:
         return []
-    datasets = [pydicom.dcmread(io.BytesIO(data)) for data in files]
-    owns = [deid.identifiers_of(ds) for ds in datasets]
+    reads = [_read(data) for data in files]
+    owns = [deid.identifiers_of(ds) for ds, _ in reads]
     terms = _Terms(
         identifiers=functools.reduce(operator.or_, owns),  # the study's, merged
         key=key,
@@ -177,30 +193,31 @@ def deidentify_study(
     # A daemonic process (a worker of some pool) may not start processes of its own.
     can_spread = not multiprocessing.current_process().daemon
     if can_spread and processes > 1 and len(files) >= PARALLEL_FROM:
-        del datasets  # the workers read their own; free the memory meanwhile
-        results = _spread(files, owns, terms, processes)
-        if results is None:
-            datasets = [pydicom.dcmread(io.BytesIO(data)) for data in files]
+        payloads = [
+            data if offset is None else data[:offset]
+            for data, (_, offset) in zip(files, reads, strict=True)
+        ]
+        results = _spread(payloads, owns, terms, processes)
     if results is None:
-        results = [_one(ds, own, terms) for ds, own in zip(datasets, owns, strict=True)]
+        results = [_one(ds, own, terms) for (ds, _), own in zip(reads, owns, strict=True)]
     outgoing: list[bytes] = []
-    for result in results:
+    for data, (_, offset), result in zip(files, reads, results, strict=True):
         if isinstance(result, _Blocked):
             raise StudyBlocked(result.rule, result.reason)
-        outgoing.append(result)
+        outgoing.append(result if offset is None else bulk.join(result, data, offset))
     return outgoing
 
 
 def _spread(
-    files: Sequence[bytes], owns: Sequence[deid.Identifiers], terms: _Terms, processes: int
+    payloads: Sequence[bytes], owns: Sequence[deid.Identifiers], terms: _Terms, processes: int
 ) -> list[bytes | _Blocked] | None:
     """The study in chunks over the pool, in order; None if the pool broke."""
-    size = max(4, -(-len(files) // (processes * 4)))  # a few chunks per worker, for balance
+    size = max(4, -(-len(payloads) // (processes * 4)))  # a few chunks per worker, for balance
     try:
         pool = _executor(processes)
         futures = [
-            pool.submit(_chunk, files[i : i + size], owns[i : i + size], terms)
-            for i in range(0, len(files), size)
+            pool.submit(_chunk, payloads[i : i + size], owns[i : i + size], terms)
+            for i in range(0, len(payloads), size)
         ]
         return [result for future in futures for result in future.result()]
     except (BrokenProcessPool, OSError):  # a worker died, or none could be started
