@@ -58,11 +58,14 @@ def _free_port() -> int:
 @dataclass(frozen=True)
 class Platform:
     """Where the platform under test answers (`base_url`), its log (`jisr run`'s file, or the
-    topology's folder of logs) and the data directory its processes share."""
+    topology's folder of logs), the data directory its processes share and the TURN server
+    its peers are given (the topology's coturn; None: `jisr run` configures none)."""
 
     base_url: str
     log: Path
     data_dir: Path
+    turn_url: str | None = None
+    kind: str = "embedded"
 
 
 PLATFORMS = ["embedded", "topology"]
@@ -93,7 +96,9 @@ def platform_server(
         with started_topology(
             root, name="e2e", redis_db=E2E_REDIS_DB, environment=TEST_AIDS
         ) as started:
-            yield Platform(started.proxy_url, started.log_dir, started.data_dir)
+            yield Platform(
+                started.proxy_url, started.log_dir, started.data_dir, started.turn_url, "topology"
+            )
     else:
         with embedded(tmp_path_factory.mktemp("platform")) as platform:
             yield platform
@@ -108,7 +113,8 @@ def embedded(root: Path) -> Iterator[Platform]:
         **TEST_AIDS,
         "JISR_DATA_DIR": str(root / "var"),
         "JISR_PORT": str(port),
-        "JISR_LOG_JSON": "false",
+        # JSON lines with the request id, as the topology's processes write them.
+        "JISR_LOG_JSON": "true",
     }
     # Its recorder reaches the signalling socket at this port (the default: host and port).
     for name in (
