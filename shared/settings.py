@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     """Orthanc holding de-identified copies for partners; None: files under data_dir/imaging/shared."""
     shared_store_username: str | None = None
     shared_store_password: str | None = None
+    imaging_accel_redirect: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9_/-]*/$")
+    """nginx's internal location for the shared Orthanc's WADO-RS (`/_jisr/shared-store/`
+    in infra/nginx/jisr.conf.template): after the entitlement check the imaging service
+    answers `X-Accel-Redirect` there and nginx sends Orthanc's bytes itself. None (the
+    embedded default, and always with the file store): the service streams them."""
     stow_max_bytes: int = Field(default=2 * 1024**3, ge=1024)
     """Largest STOW-RS request body accepted."""
 

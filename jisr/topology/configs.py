@@ -8,11 +8,13 @@ can check what was changed.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 ORTHANC_CONFIGS = {
@@ -23,6 +25,11 @@ COTURN_CONF = INFRA / "coturn" / "turnserver.conf"
 NGINX_TEMPLATE = INFRA / "nginx" / "jisr.conf.template"
 REDIS_CONF = INFRA / "redis" / "redis.conf"
 POSTGRESQL_INDEX_PLUGIN = "libOrthancPostgreSQLIndex.so"
+ACCEL_REDIRECT = "/_jisr/shared-store/"
+"""The template's internal location for the shared Orthanc's WADO-RS: the value of
+`JISR_IMAGING_ACCEL_REDIRECT` when nginx is in front of a shared Orthanc."""
+NO_SHARED_STORE = "127.0.0.1:9 down"
+"""The shared store's upstream when the shared copies are files: nginx never sends there."""
 _PLACEHOLDER = re.compile(r"\$\{([A-Z_]+)\}")
 
 
@@ -100,8 +107,36 @@ def fill(template: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
-def nginx_server(*, port: int, upstreams: Mapping[str, str]) -> str:
-    """The proxy's `server` block of `infra/nginx/jisr.conf.template` for these addresses."""
+def shared_store_proxy(env: Mapping[str, str]) -> dict[str, str]:
+    """The template's shared-store values for the services' environment `env`.
+
+    With `JISR_SHARED_STORE_URL` and `JISR_IMAGING_ACCEL_REDIRECT` both set, nginx proxies
+    WADO-RS to that Orthanc (host:port) with its Basic credentials; otherwise the upstream
+    is down and holds no credentials (the service streams the shared copies itself).
+    """
+    url = env.get("JISR_SHARED_STORE_URL")
+    if not url or env.get("JISR_IMAGING_ACCEL_REDIRECT") != ACCEL_REDIRECT:
+        return {"SHARED_STORE_UPSTREAM": NO_SHARED_STORE, "SHARED_STORE_AUTHORIZATION": ""}
+    parts = urlsplit(url)
+    if parts.scheme != "http" or parts.path.strip("/") or not parts.hostname:
+        raise ValueError(f"nginx proxies a shared Orthanc at http://host:port only, not {url}")
+    user = env.get("JISR_SHARED_STORE_USERNAME", "")
+    password = env.get("JISR_SHARED_STORE_PASSWORD", "")
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode() if user else ""
+    return {
+        "SHARED_STORE_UPSTREAM": f"{parts.hostname}:{parts.port or 80}",
+        "SHARED_STORE_AUTHORIZATION": f"Basic {basic}" if basic else "",
+    }
+
+
+def nginx_server(
+    *, port: int, upstreams: Mapping[str, str], env: Mapping[str, str] | None = None
+) -> str:
+    """The proxy's `server` block of `infra/nginx/jisr.conf.template` for these addresses.
+
+    `env` is the services' environment: its shared store, when WADO-RS is redirected to
+    it, is the one nginx proxies to (`shared_store_proxy`).
+    """
     return fill(
         NGINX_TEMPLATE.read_text(),
         {
@@ -109,6 +144,7 @@ def nginx_server(*, port: int, upstreams: Mapping[str, str]) -> str:
             "REFERRAL_UPSTREAM": upstreams["referral"],
             "IMAGING_UPSTREAM": upstreams["imaging"],
             "TELECONSULT_UPSTREAM": upstreams["teleconsult"],
+            **shared_store_proxy(env or {}),
         },
     )
 

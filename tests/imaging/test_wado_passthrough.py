@@ -14,6 +14,7 @@ import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pydicom
@@ -36,11 +37,10 @@ from tests.imaging.test_stores import multipart_files
 ACCEPT = {"Accept": 'multipart/related; type="application/dicom"'}
 
 
-@pytest.fixture
-def settings(
-    tmp_path: Path, signing_key: Path, sqlite_url: str, orthanc: OrthancServer
+def shared_orthanc_settings(
+    tmp_path: Path, signing_key: Path, sqlite_url: str, orthanc: OrthancServer, **extra: Any
 ) -> Settings:
-    """The platform's shared store is the module's Orthanc."""
+    """A test's settings whose shared store is `orthanc`."""
     return make_settings(
         tmp_path,
         signing_key,
@@ -48,7 +48,16 @@ def settings(
         shared_store_url=orthanc.url,
         shared_store_username=orthanc.username,
         shared_store_password=orthanc.password,
+        **extra,
     )
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path, signing_key: Path, sqlite_url: str, orthanc: OrthancServer
+) -> Settings:
+    """The platform's shared store is the module's Orthanc."""
+    return shared_orthanc_settings(tmp_path, signing_key, sqlite_url, orthanc)
 
 
 @dataclass
@@ -104,14 +113,15 @@ async def test_a_provider_reads_its_shared_study_byte_for_byte_from_the_shared_o
         assert ds.StudyInstanceUID == two.my_study
 
 
-async def test_a_series_and_an_instance_come_through_alone(two: TwoShares) -> None:
-    s = two.mine
-    headers = {**s.h(s.provider_radiologist), **ACCEPT}
-    first = pydicom.dcmread(io.BytesIO((await stored_files(s.platform, two.my_study))[0]))
+async def read_a_series_and_an_instance(
+    client: httpx.AsyncClient, two: TwoShares, headers: dict[str, str]
+) -> None:
+    """The first stored file's series, then that file alone, each with only what it holds."""
+    first = pydicom.dcmread(io.BytesIO((await stored_files(two.mine.platform, two.my_study))[0]))
     series = f"/dicomweb/studies/{two.my_study}/series/{first.SeriesInstanceUID}"
 
-    whole_series = await s.client.get(series, headers=headers)
-    one = await s.client.get(f"{series}/instances/{first.SOPInstanceUID}", headers=headers)
+    whole_series = await client.get(series, headers=headers)
+    one = await client.get(f"{series}/instances/{first.SOPInstanceUID}", headers=headers)
 
     assert whole_series.status_code == 200, whole_series.text
     in_series = [pydicom.dcmread(io.BytesIO(d)) for d in dicom_parts(whole_series)]
@@ -119,6 +129,11 @@ async def test_a_series_and_an_instance_come_through_alone(two: TwoShares) -> No
     assert one.status_code == 200, one.text
     (only,) = dicom_parts(one)
     assert pydicom.dcmread(io.BytesIO(only)).SOPInstanceUID == first.SOPInstanceUID
+
+
+async def test_a_series_and_an_instance_come_through_alone(two: TwoShares) -> None:
+    s = two.mine
+    await read_a_series_and_an_instance(s.client, two, {**s.h(s.provider_radiologist), **ACCEPT})
 
 
 async def test_a_provider_cannot_read_a_study_shared_with_another_provider(

@@ -348,7 +348,16 @@ def test_the_websocket_location_upgrades_and_bodies_are_capped() -> None:
     assert size(stow_cap.group(1)) >= defaults.stow_max_bytes
 
 
-def test_nginx_accepts_the_configuration(tmp_path: Path) -> None:
+SHARED_ORTHANC_ENV = {
+    "JISR_SHARED_STORE_URL": "http://127.0.0.1:8043",
+    "JISR_SHARED_STORE_USERNAME": "jisr",
+    "JISR_SHARED_STORE_PASSWORD": 'pa"ss word;',
+    "JISR_IMAGING_ACCEL_REDIRECT": configs.ACCEL_REDIRECT,
+}
+
+
+@pytest.mark.parametrize("env", [{}, SHARED_ORTHANC_ENV], ids=["file-store", "shared-orthanc"])
+def test_nginx_accepts_the_configuration(tmp_path: Path, env: dict[str, str]) -> None:
     nginx = shutil.which("nginx")
     if nginx is None:
         missing_part("nginx is not installed: apt install nginx")
@@ -357,6 +366,7 @@ def test_nginx_accepts_the_configuration(tmp_path: Path) -> None:
         configs.nginx_server(
             port=18080,
             upstreams={s: f"127.0.0.1:{8001 + i}" for i, s in enumerate(APP_SERVICES)},
+            env=env,
         )
     )
     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -370,6 +380,57 @@ def test_nginx_accepts_the_configuration(tmp_path: Path) -> None:
         check=False,
     )
     assert checked.returncode == 0, checked.stderr
+
+
+def location_block(text: str, pattern: str) -> str:
+    """The body of `location <pattern> { ... }` (the template's `${...}` braces balance)."""
+    match = re.search(r"location\s+" + re.escape(pattern) + r"\s*\{", text)
+    assert match, f"no location {pattern}"
+    depth, end = 1, match.end()
+    while depth:
+        depth += {"{": 1, "}": -1}.get(text[end], 0)
+        end += 1
+    return text[match.end() : end - 1]
+
+
+def test_the_wado_redirect_location_is_internal_and_matches_the_setting() -> None:
+    internal = location_block(TEMPLATE, f"{configs.ACCEL_REDIRECT}studies/")
+    assert re.search(r"^\s*internal;", internal, re.MULTILINE)
+    assert "proxy_pass http://shared_store/dicom-web/studies/;" in internal
+    assert "proxy_pass_request_headers off;" in internal  # no client token or cookie to Orthanc
+    assert "proxy_intercept_errors on;" in internal  # Orthanc's refusals never reach the client
+    assert "add_header Cache-Control no-store always;" in internal
+    # The store's credentials are filled in that location only.
+    assert TEMPLATE.count("${SHARED_STORE_AUTHORIZATION}") == 2  # the comment and the location
+    assert "${SHARED_STORE_AUTHORIZATION}" in internal
+    # Only /dicomweb/ answers are followed, and a client cannot send nginx's callback header.
+    assert re.search(r"^\s{4}proxy_ignore_headers X-Accel-Redirect;", TEMPLATE, re.MULTILINE)
+    dicomweb = location_block(TEMPLATE, "/dicomweb/")
+    assert 'proxy_set_header X-Jisr-Store-Status "";' in dicomweb
+    assert Settings(imaging_accel_redirect=configs.ACCEL_REDIRECT).imaging_accel_redirect
+    assert Settings().imaging_accel_redirect is None  # `jisr run` streams through Python
+    example = (ROOT / "infra" / "env" / "jisr.env.example").read_text()
+    assert f"# JISR_IMAGING_ACCEL_REDIRECT={configs.ACCEL_REDIRECT}\n" in example
+
+
+def test_nginx_proxies_the_shared_orthanc_only_when_wado_is_redirected_to_it() -> None:
+    off = configs.shared_store_proxy({"JISR_SHARED_STORE_URL": "http://127.0.0.1:8043"})
+    on = configs.shared_store_proxy(SHARED_ORTHANC_ENV)
+
+    assert off == {
+        "SHARED_STORE_UPSTREAM": configs.NO_SHARED_STORE,
+        "SHARED_STORE_AUTHORIZATION": "",
+    }
+    assert configs.shared_store_proxy({}) == off
+    assert on["SHARED_STORE_UPSTREAM"] == "127.0.0.1:8043"
+    assert on["SHARED_STORE_AUTHORIZATION"] == "Basic amlzcjpwYSJzcyB3b3JkOw=="
+    with pytest.raises(ValueError, match="host:port only"):
+        configs.shared_store_proxy({**SHARED_ORTHANC_ENV, "JISR_SHARED_STORE_URL": "http://o/x"})
+    proxy = SERVICES["proxy"]["environment"]
+    assert proxy["SHARED_STORE_UPSTREAM"] == configs.NO_SHARED_STORE  # files in compose
+    assert not any(
+        k.startswith("JISR_SHARED_STORE") for k in SERVICES["imaging"].get("environment", {})
+    )
 
 
 # -- Orthanc, coturn, Redis, Celery: safe defaults -------------------------------------------

@@ -3,7 +3,9 @@
 Studies, series and instances come back as `multipart/related;
 type="application/dicom"` (PS3.18 §8.7.3.1), the stored files byte for byte in
 their stored transfer syntax, streamed on from the shared store's own answer
-(Orthanc's DICOMweb plugin, or the file store's framing); metadata as `application/dicom+json` (PS3.18
+(Orthanc's DICOMweb plugin, or the file store's framing), or sent by nginx
+straight from the shared Orthanc (`accel.py`, `JISR_IMAGING_ACCEL_REDIRECT`);
+never cached (`no-store`). Metadata as `application/dicom+json` (PS3.18
 F.2) without bulk data. As for QIDO-RS, only the shared store answers and only
 for the caller's ready shares; anything else is 404. Rendered frames are in
 `rendered.py`; raw frames and bulk data resources are not offered yet.
@@ -15,9 +17,10 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from services.imaging.dicomweb import accel
 from services.imaging.dicomweb.qido import DICOM_JSON, entitled_study
 from services.imaging.locations import shared_copies
 from services.imaging.stores import NotFoundInStore
@@ -44,14 +47,33 @@ def _check_accept(request: Request) -> None:
 
 
 async def _retrieve(
-    platform: Platform, study: str, series: str | None = None, instance: str | None = None
+    request: Request,
+    platform: Platform,
+    study: str,
+    series: str | None = None,
+    instance: str | None = None,
+) -> Response:
+    """The shared Orthanc's answer sent by nginx when it is in front, else streamed here.
+
+    Callers check the entitlement first: the shared store holds every partner's
+    copies, so only the study UID tells them apart.
+    """
+    settings = platform.settings
+    prefix = settings.imaging_accel_redirect
+    if prefix is None or not settings.shared_store_url:
+        return await _stream(platform, study, series, instance)
+    accel.store_refusal(request)
+    return accel.redirect(accel.target(prefix, study, series, instance))
+
+
+async def _stream(
+    platform: Platform, study: str, series: str | None, instance: str | None
 ) -> StreamingResponse:
     """The shared store's own multipart answer, streamed on as it is read.
 
     The store is opened here and closed when the answer has been sent (or the
     caller went away); a study, series or instance it does not hold is 404
-    before the answer starts. Callers check the entitlement first: the shared
-    store holds every partner's copies, so only the study UID tells them apart.
+    before the answer starts.
     """
     stack = AsyncExitStack()
     try:
@@ -59,7 +81,7 @@ async def _retrieve(
         found = await store.retrieve(study, series, instance)
     except NotFoundInStore as exc:
         await stack.aclose()
-        raise NotFound("no such study, series or instance") from exc
+        raise NotFound(accel.NOT_IN_STORE) from exc
     except BaseException:
         await stack.aclose()
         raise
@@ -70,17 +92,19 @@ async def _retrieve(
             async for chunk in found.chunks:
                 yield chunk
 
-    return StreamingResponse(chunks(), media_type=found.media_type)
+    return StreamingResponse(
+        chunks(), media_type=found.media_type, headers={"Cache-Control": "no-store"}
+    )
 
 
 @router.get("/studies/{study}")
 async def retrieve_study(
     study: str, request: Request, session: Session, caller: CurrentUser, platform: PlatformDep
-) -> StreamingResponse:
+) -> Response:
     """WADO-RS Retrieve Study (PS3.18 §10.4.1): every instance of a shared study."""
     _check_accept(request)
     await entitled_study(session, caller, study)
-    return await _retrieve(platform, study)
+    return await _retrieve(request, platform, study)
 
 
 @router.get("/studies/{study}/series/{series}")
@@ -91,11 +115,11 @@ async def retrieve_series(
     session: Session,
     caller: CurrentUser,
     platform: PlatformDep,
-) -> StreamingResponse:
+) -> Response:
     """WADO-RS Retrieve Series (PS3.18 §10.4.1): every instance of one series of a shared study."""
     _check_accept(request)
     await entitled_study(session, caller, study)
-    return await _retrieve(platform, study, series)
+    return await _retrieve(request, platform, study, series)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{instance}")
@@ -107,11 +131,11 @@ async def retrieve_instance(
     session: Session,
     caller: CurrentUser,
     platform: PlatformDep,
-) -> StreamingResponse:
+) -> Response:
     """WADO-RS Retrieve Instance (PS3.18 §10.4.1): one instance of a shared study."""
     _check_accept(request)
     await entitled_study(session, caller, study)
-    return await _retrieve(platform, study, series, instance)
+    return await _retrieve(request, platform, study, series, instance)
 
 
 async def _metadata(platform: Platform, study: str) -> list[dict[str, Any]]:
