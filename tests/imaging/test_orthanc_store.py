@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,13 @@ import pytest
 from dicomweb_client.api import DICOMwebClient
 from dicomweb_client.session_utils import create_session_from_user_pass
 
-from services.imaging.stores import OrthancStore, StoreUnavailable
+from services.imaging.stores import (
+    OrthancStore,
+    RejectedByStore,
+    StoredInstance,
+    StoreUnavailable,
+    part10,
+)
 from tests.imaging.conftest import OrthancServer, free_port, running_orthanc
 from tests.imaging.factories import Archive, bundled
 
@@ -102,3 +109,53 @@ async def test_dicomweb_client_searches_orthanc_through_its_plugin(
         archive.ct_series,
         archive.mr_series,
     }
+
+
+# Orthanc skips a file that is not DICOM at all and goes on (200), but stops at one it
+# fails on half-way (400), after storing the files before it.
+@pytest.mark.parametrize(
+    "unreadable",
+    [b"not DICOM at all" * 20, bytes(128) + b"DICM" + b"not a data set" * 20],
+    ids=["skipped", "stops-the-archive"],
+)
+async def test_a_file_orthanc_refuses_in_a_batch_does_not_stop_the_others(
+    orthanc_store: OrthancStore, unreadable: bytes
+) -> None:
+    archive = Archive()
+    good = [part10.read(data) for data in archive.all()[:4]]
+    # A part this process let through but Orthanc cannot read, between good ones.
+    refused = dataclasses.replace(good[1], data=unreadable)
+    parts = [good[0], refused, good[2], good[3]]
+
+    results = await orthanc_store.put_checked(parts)
+
+    assert isinstance(results[1], RejectedByStore)
+    kept = [results[0], results[2], results[3]]
+    assert all(isinstance(r, StoredInstance) and not r.already_stored for r in kept)
+    assert [r.sop_instance_uid for r in kept if isinstance(r, StoredInstance)] == [
+        good[0].sop_instance_uid,
+        good[2].sop_instance_uid,
+        good[3].sop_instance_uid,
+    ]
+    assert sum(study.instance_count for study in await orthanc_store.studies()) == 3
+
+
+async def test_instances_stored_by_someone_else_after_the_look_up_are_already_stored(
+    orthanc_store: OrthancStore,
+) -> None:
+    archive = Archive()
+    parts = [part10.read(data) for data in archive.all()[:3]]
+    await orthanc_store.put(parts[1].data)  # another request, between look-up and upload
+
+    # The upload step alone: what put_checked does once its look-up said "none held".
+    results = await orthanc_store._upload_all(parts)
+
+    assert [r.already_stored for r in results if isinstance(r, StoredInstance)] == [
+        False,
+        True,
+        False,
+    ]
+    assert [r.size for r in results if isinstance(r, StoredInstance)] == [
+        len(part.data) for part in parts
+    ]
+    assert sum(study.instance_count for study in await orthanc_store.studies()) == 3

@@ -459,3 +459,18 @@ async def test_concurrent_puts_of_overlapping_instances_keep_each_once(store: St
 
     assert sum(not result.already_stored for result in results) == len(files)
     assert sum(study.instance_count for study in await store.studies()) == len(files)
+
+
+async def test_overlapping_batches_put_at_once_keep_each_instance_once(store: Store) -> None:
+    files = Archive().all()
+    parts = [part10.read(data) for data in files]
+    half = len(parts) // 2
+
+    results = await asyncio.gather(
+        store.put_checked(parts[: half + 2]), store.put_checked(parts[half - 2 :])
+    )
+
+    kept = [r for batch in results for r in batch]
+    assert all(isinstance(r, StoredInstance) for r in kept)
+    assert sum(not r.already_stored for r in kept if isinstance(r, StoredInstance)) == len(files)
+    assert sum(study.instance_count for study in await store.studies()) == len(files)
