@@ -293,6 +293,11 @@ def generated_study() -> tuple[list[Dataset], list[bytes], str]:
     return [first, second], files, study
 
 
+def study_uids(found: list[dict[str, Any]]) -> list[str]:
+    """The Study Instance UIDs of a QIDO-RS answer (PS3.18 JSON)."""
+    return [str(study["0020000D"]["Value"][0]) for study in found]
+
+
 def status_of(error: HTTPError) -> int | None:
     return error.response.status_code if error.response is not None else None
 
@@ -345,7 +350,9 @@ def test_a_study_shared_for_a_referral_is_read_de_identified_by_the_partner_and_
     # AP-HP's radiologist finds and retrieves it; nothing of the original comes back.
     reader = api.dicomweb(f"{APHP}.radiologist")
     found = reader.search_for_studies(search_filters={"StudyInstanceUID": shared_uid})
-    assert [s["0020000D"]["Value"][0] for s in found] == [shared_uid]
+    assert study_uids(found) == [shared_uid]
+    everything = study_uids(reader.search_for_studies())
+    assert shared_uid in everything and study_uid not in everything
     assert reader.search_for_studies(search_filters={"StudyInstanceUID": study_uid}) == []
     series = reader.search_for_series(study_instance_uid=shared_uid)
     assert len(series) == 1
@@ -373,6 +380,7 @@ def test_a_study_shared_for_a_referral_is_read_de_identified_by_the_partner_and_
     is_problem(api.http.get(f"/api/imaging/shares/{share_id}", headers=api.as_(curie)), 404)
     stranger = api.dicomweb(curie)
     assert stranger.search_for_studies(search_filters={"StudyInstanceUID": shared_uid}) == []
+    assert shared_uid not in study_uids(stranger.search_for_studies())
     with pytest.raises(HTTPError) as hidden:
         stranger.retrieve_study(shared_uid)
     assert status_of(hidden.value) == 404
@@ -401,7 +409,23 @@ def test_a_study_shared_for_a_referral_is_read_de_identified_by_the_partner_and_
     read_back = api.http.get(path, headers=api.as_(f"{ORAN}.referrer"))
     assert read_back.status_code == 200 and read_back.json()["impression"] == "RAS."
 
+    notices = api.http.get("/api/notifications", headers=api.as_(f"{ORAN}.referrer")).json()
+    assert any(
+        n["kind"] == "imaging_report" and n["resource_id"] == str(referral["id"])
+        for n in notices["items"]
+    ), notices
+
     forwarding(api, share_id)
+
+    # Oran withdraws the share: the partner can no longer find or read the copy.
+    revoke = f"/api/imaging/shares/{share_id}/revoke"
+    is_problem(api.http.post(revoke, headers=api.as_(f"{APHP}.radiologist")), 403)
+    revoked = api.http.post(revoke, headers=api.as_(f"{ORAN}.radiologist"))
+    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked", revoked.text
+    assert reader.search_for_studies(search_filters={"StudyInstanceUID": shared_uid}) == []
+    with pytest.raises(HTTPError) as gone:
+        reader.retrieve_study(shared_uid)
+    assert status_of(gone.value) == 404
 
 
 def forwarding(api: Api, share_id: int) -> None:
