@@ -165,6 +165,32 @@ async def test_deep_sequence_nesting_is_refused_with_a_reason_not_a_500(
     assert leftovers(platform) == []
 
 
+def declaring(study: str, **attributes: object) -> bytes:
+    """A small image whose header declares other dimensions than its pixel data has."""
+    ds = dicom.parse(dicom.instance(study_uid=study, series_uid=generate_uid()))
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+async def test_pixel_data_too_large_once_decoded_or_of_unreadable_size_is_refused(
+    client: httpx.AsyncClient, platform: Platform, radiologist: dict[str, str]
+) -> None:
+    study = generate_uid()
+    huge = declaring(study, Rows=65535, Columns=65535)  # 8.6 GB at 16 bits
+    unreadable = declaring(study, NumberOfFrames="9999").replace(b"9999", b"many")
+    fine = declaring(study, NumberOfFrames="1")
+
+    answer = await post(client, radiologist, huge, fine, unreadable)
+
+    assert answer.status_code == 202, answer.text
+    assert failures(answer.json()) == [stow.OUT_OF_RESOURCES, stow.CANNOT_UNDERSTAND]
+    assert len(referenced(answer.json())) == 1
+    assert leftovers(platform) == []
+
+
 async def test_moderate_nesting_is_stored(
     client: httpx.AsyncClient, radiologist: dict[str, str]
 ) -> None:

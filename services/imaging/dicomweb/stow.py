@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import os
 import re
 import shutil
@@ -267,7 +266,7 @@ def check(data: bytes) -> part10.Part10:
     except RejectedByStore as exc:
         code = DATASET_MISMATCH if "UID" in exc.reason else CANNOT_UNDERSTAND
         raise Refused(code, exc.reason) from exc
-    _check_pixel_size(part.data)
+    _check_pixel_size(part)
     return part
 
 
@@ -381,28 +380,14 @@ def _is_sequence(tag: int) -> bool:
         return False
 
 
-def _check_pixel_size(data: bytes) -> None:
-    ds = pydicom.dcmread(
-        io.BytesIO(data),
-        stop_before_pixels=True,
-        specific_tags=["Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "NumberOfFrames"],
-    )
-    try:
-        frames = int(ds.get("NumberOfFrames") or 1)
-        size = (
-            int(ds.get("Rows") or 0)
-            * int(ds.get("Columns") or 0)
-            * int(ds.get("SamplesPerPixel") or 1)
-            * max(int(ds.get("BitsAllocated") or 8), 1)
-            * frames
-            // 8
-        )
-    except (TypeError, ValueError) as exc:
-        raise Refused(CANNOT_UNDERSTAND, f"unreadable image dimensions: {exc}") from exc
-    if size > MAX_DECODED_PIXEL_BYTES:
+def _check_pixel_size(part: part10.Part10) -> None:
+    if part.pixel_bytes is None:
+        raise Refused(CANNOT_UNDERSTAND, "unreadable image dimensions")
+    if part.pixel_bytes > MAX_DECODED_PIXEL_BYTES:
         raise Refused(
             OUT_OF_RESOURCES,
-            f"decoded pixel data would take {size} bytes, over {MAX_DECODED_PIXEL_BYTES}",
+            f"decoded pixel data would take {part.pixel_bytes} bytes,"
+            f" over {MAX_DECODED_PIXEL_BYTES}",
         )
 
 

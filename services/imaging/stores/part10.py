@@ -66,6 +66,9 @@ class Part10:
     series_number: int | None
     series_description: str
     instance_number: int | None
+    pixel_bytes: int | None
+    """What the pixel data would take decoded, as Rows, Columns, Samples per Pixel, Bits
+    Allocated and Number of Frames declare it; None when they do not read as numbers."""
 
     def stored(self, *, size: int, already_stored: bool) -> StoredInstance:
         return StoredInstance(
@@ -131,7 +134,23 @@ def read(data: bytes) -> Part10:
         series_number=_integer(ds, "SeriesNumber"),
         series_description=_text(ds, "SeriesDescription"),
         instance_number=_integer(ds, "InstanceNumber"),
+        pixel_bytes=_pixel_bytes(ds),
     )
+
+
+def _pixel_bytes(ds: Dataset) -> int | None:
+    """Read from the data set already parsed, so that bounding it costs no second parse."""
+    try:
+        return (
+            int(ds.get("Rows") or 0)
+            * int(ds.get("Columns") or 0)
+            * int(ds.get("SamplesPerPixel") or 1)
+            * max(int(ds.get("BitsAllocated") or 8), 1)
+            * int(ds.get("NumberOfFrames") or 1)
+            // 8
+        )
+    except Exception:  # as in `_text`: a value that does not decode does not read as a number
+        return None
 
 
 def _check_structure(data: bytes) -> None:
