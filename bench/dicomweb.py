@@ -15,7 +15,12 @@ that same Orthanc. Then, with the same files in the same run, interleaved:
    from Orthanc after each run so both store fresh;
 2. WADO-RS retrieve of one de-identified study (shared through Jisr's own API for a
    referral): Orthanc's `/dicom-web/studies/{uid}` and Jisr's partner
-   `/dicomweb/studies/{uid}` — the same bytes from the same Orthanc.
+   `/dicomweb/studies/{uid}` — the same bytes from the same Orthanc — three ways for
+   Jisr: the service streaming them itself, and behind nginx (rendered from the
+   topology's template, `jisr.topology.configs`) with `JISR_IMAGING_ACCEL_REDIRECT`,
+   where nginx sends Orthanc's answer; and beside them Orthanc through that same nginx
+   without Jisr (the template's WADO-RS location made public at `/_bench/orthanc/`),
+   the floor any proxy in front costs, so the table shows what Jisr itself adds.
 
 Prints a Markdown table; `bench/README.md` keeps the results.
 """
@@ -47,6 +52,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from jisr.app import create_app
+from jisr.topology import configs
 from shared import migrations
 from shared.identity.models import Role
 from shared.platform import Platform
@@ -54,6 +60,7 @@ from shared.registry.models import Institution
 from shared.settings import Settings
 from tests.factories import Factory
 from tests.imaging.conftest import OrthancServer, running_orthanc
+from tests.imaging.proxy import running_nginx
 from tests.imaging.test_dicomweb_out import serving
 
 TARGET = 0.20
@@ -127,6 +134,8 @@ class Row:
     path: str
     megabytes: float
     seconds: list[float] = field(default_factory=list)
+    floor: Row | None = None
+    """The same request through the same proxy without Jisr, when there is a proxy."""
 
     @property
     def median(self) -> float:
@@ -143,6 +152,7 @@ HEADER = [
     "MB/s (median)",
     "overhead",
     "< 20 %",
+    "over the proxy floor",
 ]
 
 
@@ -168,14 +178,16 @@ def _cells(row: Row, direct: Row | None) -> list[str]:
         f"{row.megabytes / row.median:.1f}",
         overhead,
         verdict,
+        f"{(row.median / row.floor.median - 1) * 100:+.1f} %" if row.floor else "-",
     ]
 
 
-def table(pairs: Sequence[tuple[Row, Row]]) -> str:
+def table(groups: Sequence[tuple[Row, Sequence[Row]]]) -> str:
+    """Each group: Orthanc direct, then the rows compared with it."""
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
-    for direct, jisr in pairs:
+    for direct, others in groups:
         lines.append("| " + " | ".join(_cells(direct, None)) + " |")
-        lines.append("| " + " | ".join(_cells(jisr, direct)) + " |")
+        lines.extend("| " + " | ".join(_cells(row, direct)) + " |" for row in others)
     return "\n".join(lines)
 
 
@@ -329,6 +341,40 @@ def _serve(settings: Settings, sock: socket.socket) -> None:
     asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 
 
+def proxy_env(orthanc: OrthancServer) -> dict[str, str]:
+    """The services' environment nginx is rendered for: WADO-RS redirected to the Orthanc."""
+    return {
+        "JISR_SHARED_STORE_URL": orthanc.url,
+        "JISR_SHARED_STORE_USERNAME": orthanc.username,
+        "JISR_SHARED_STORE_PASSWORD": orthanc.password,
+        "JISR_IMAGING_ACCEL_REDIRECT": configs.ACCEL_REDIRECT,
+    }
+
+
+FLOOR = "/_bench/orthanc/studies/"
+
+
+def with_floor(server: str) -> str:
+    """The rendered server block plus the template's WADO-RS location, public at `FLOOR`.
+
+    The same proxying (Orthanc's credentials, headers, buffers) without the service:
+    neither `internal` nor the service's callback on Orthanc's refusals.
+    """
+    internal = f"location {configs.ACCEL_REDIRECT}studies/ {{"
+    start = server.index(internal)
+    end = server.index("\n    }\n", start)
+    body = server[start + len(internal) : end]
+    kept = [
+        line
+        for line in body.splitlines()
+        if line.strip() not in ("internal;", "proxy_intercept_errors on;")
+        and not line.strip().startswith("error_page ")
+    ]
+    floor = f"    location {FLOOR} {{" + "\n".join(kept) + "\n    }\n"
+    closing = server.rindex("}")
+    return server[:closing] + floor + server[closing:]
+
+
 # -- Orthanc -------------------------------------------------------------------------------
 
 
@@ -409,9 +455,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         with running_orthanc(folder / "orthanc") as orthanc:
             settings = settings_for(folder, orthanc)
+            redirecting = settings.model_copy(
+                update={"imaging_accel_redirect": configs.ACCEL_REDIRECT}
+            )
             setup = asyncio.run(populate(settings, orthanc))
+            serve = serving_apart if args.server == "process" else serving
             with (
-                (serving_apart if args.server == "process" else serving)(settings) as base,
+                serve(settings) as base,
+                serve(redirecting) as behind,
+                running_nginx(
+                    folder / "nginx",
+                    dict.fromkeys(
+                        ("referral", "imaging", "teleconsult"), behind.removeprefix("http://")
+                    ),
+                    proxy_env(orthanc),
+                    edit=with_floor,
+                ) as proxy,
                 httpx.Client(auth=(orthanc.username, orthanc.password), timeout=300) as admin,
                 httpx.Client(timeout=300) as client,
             ):
@@ -452,6 +511,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sizes: dict[str, int] = {}
                 wado_direct = Row("WADO-RS study", "Orthanc direct `/dicom-web/studies/{uid}`", 0.0)
                 wado_jisr = Row("WADO-RS study", "Jisr `/dicomweb/studies/{uid}`", 0.0)
+                wado_floor = Row(
+                    "WADO-RS study", "Orthanc through nginx, no Jisr (proxy floor)", 0.0
+                )
+                wado_accel = Row(
+                    "WADO-RS study",
+                    "Jisr through nginx, X-Accel-Redirect `/dicomweb/studies/{uid}`",
+                    0.0,
+                    floor=wado_floor,
+                )
 
                 def get(name: str, url: str, headers: dict[str, str]) -> Callable[[], None]:
                     def call() -> None:
@@ -475,14 +543,36 @@ def main(argv: Sequence[str] | None = None) -> int:
                             get("jisr", f"{base}/dicomweb/studies/{shared_uid}", reader),
                             lambda: None,
                         ),
+                        (
+                            wado_floor,
+                            get("floor", f"{proxy}{FLOOR}{shared_uid}", {}),
+                            lambda: None,
+                        ),
+                        (
+                            wado_accel,
+                            get("accel", f"{proxy}/dicomweb/studies/{shared_uid}", reader),
+                            lambda: None,
+                        ),
                     ],
                     args.repeats,
                     args.warmup,
                 )
-                wado_direct.megabytes = sizes["direct"] / 1e6
-                wado_jisr.megabytes = sizes["jisr"] / 1e6
+                for name, row in (
+                    ("direct", wado_direct),
+                    ("jisr", wado_jisr),
+                    ("floor", wado_floor),
+                    ("accel", wado_accel),
+                ):
+                    row.megabytes = sizes[name] / 1e6
 
-    print(table([(stow_direct, stow_jisr), (wado_direct, wado_jisr)]))
+    print(
+        table(
+            [
+                (stow_direct, [stow_jisr]),
+                (wado_direct, [wado_jisr, wado_floor, wado_accel]),
+            ]
+        )
+    )
     print(
         f"\nnproc {os.cpu_count()}, load average {load[0]:.2f} at the start, "
         f"{os.getloadavg()[0]:.2f} at the end; share (de-identification of {len(files)} "

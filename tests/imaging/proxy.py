@@ -11,7 +11,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,9 +29,15 @@ def _listening(port: int) -> bool:
 
 @contextmanager
 def running_nginx(
-    folder: Path, upstreams: Mapping[str, str], env: Mapping[str, str]
+    folder: Path,
+    upstreams: Mapping[str, str],
+    env: Mapping[str, str],
+    edit: Callable[[str], str] | None = None,
 ) -> Iterator[str]:
-    """nginx on `upstreams` (service -> host:port) for the services' `env`; yields its URL."""
+    """nginx on `upstreams` (service -> host:port) for the services' `env`; yields its URL.
+
+    `edit` changes the rendered server block (the benchmark adds a location of its own).
+    """
     nginx = shutil.which("nginx")
     if nginx is None:
         missing_part("nginx is not installed: apt install nginx")
@@ -39,7 +45,8 @@ def running_nginx(
         (folder / "tmp" / kind).mkdir(parents=True, exist_ok=True)
     port = free_port()
     server = folder / "jisr.conf"
-    server.write_text(configs.nginx_server(port=port, upstreams=upstreams, env=env))
+    rendered = configs.nginx_server(port=port, upstreams=upstreams, env=env)
+    server.write_text(edit(rendered) if edit else rendered)
     server.chmod(0o600)  # it holds the shared store's credentials
     main = folder / "nginx.conf"
     main.write_text(
