@@ -495,10 +495,16 @@ async def _in_the_room(api: Api, session_id: int, host: str, guest: str) -> None
             assert await g.wait_closed() == 1000
 
 
-async def _refused(api: Api, session_id: int, token: str) -> int | None:
+async def _refused(api: Api, session_id: int, token: str, origin: str | None = None) -> str:
+    """The reason the signalling socket gave when it closed on this token by policy (1008)."""
     base = api.platform.base_url
-    async with SignallingClient.open(base, session_id, token, origin=base) as client:
-        return await client.wait_closed()
+    async with SignallingClient.open(base, session_id, token, origin=origin or base) as client:
+        assert await client.wait_closed() == 1008
+        return client.close_reason
+
+
+def refused(api: Api, session_id: int, token: str, origin: str | None = None) -> str:
+    return asyncio.run(_refused(api, session_id, token, origin))
 
 
 def scheduled_teleconsult(api: Api, referral_id: int) -> int:
@@ -555,13 +561,15 @@ def test_a_teleconsult_is_scheduled_joined_and_the_host_admits_the_referrer(api:
     forged = guest.json()["token"][:-4] + (
         "AAAA" if guest.json()["token"][-4:] != "AAAA" else "BBBB"
     )
-    assert asyncio.run(_refused(api, session_id, forged)) == 1008
-    # Signed by the platform's own key: welcome while valid, refused once expired.
+    assert "Signature verification failed" in refused(api, session_id, forged)
+    # A page of another site holding a valid token is refused (cross-site WebSocket).
     token = guest.json()["token"]
+    assert "origin" in refused(api, session_id, token, "https://evil.example")
+    # Signed by the platform's own key: welcome while valid, refused once expired.
     assert asyncio.run(_welcome(api, session_id, resigned(api, token, 60)))["role"] == "participant"
-    assert asyncio.run(_refused(api, session_id, resigned(api, token, -600))) == 1008
+    assert "expired" in refused(api, session_id, resigned(api, token, -600))
     other = scheduled_teleconsult(api, api.accepted_referral()["id"])
-    assert asyncio.run(_refused(api, other, guest.json()["token"])) == 1008
+    assert "another teleconsultation" in refused(api, other, token)
 
     # The host ends the call it held; its outcome reaches the referral's timeline.
     end = f"/api/teleconsults/{session_id}/end"
