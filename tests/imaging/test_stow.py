@@ -198,6 +198,38 @@ async def test_moderate_nesting_is_stored(
     assert answer.status_code == 200, answer.text
 
 
+@pytest.mark.parametrize("chunk", [7, 4096, 1 << 20])
+async def test_parts_arriving_in_chunks_of_any_size_are_stored_byte_for_byte(
+    client: httpx.AsyncClient,
+    platform: Platform,
+    institution: Institution,
+    radiologist: dict[str, str],
+    chunk: int,
+) -> None:
+    study, series = generate_uid(), generate_uid()
+    files = [
+        dicom.instance(study_uid=study, series_uid=series, rows=size, columns=size)
+        for size in (4, 64, 16)
+    ]
+    body, content_type = multipart(files[0], (PNG, "image/png"), files[1], files[2])
+
+    async def chunks() -> Any:  # a delimiter may straddle two chunks
+        for start in range(0, len(body), chunk):
+            yield body[start : start + chunk]
+
+    answer = await client.post(
+        "/dicomweb/studies", content=chunks(), headers={**radiologist, "Content-Type": content_type}
+    )
+
+    assert answer.status_code == 202, answer.text
+    assert failures(answer.json()) == [stow.NOT_DICOM]
+    store = FileStore(originals(platform, institution))
+    for data in files:
+        uid = str(dicom.parse(data).SOPInstanceUID)
+        assert await store.get(uid) == dicom.zeroed(data)
+    assert leftovers(platform) == []
+
+
 async def test_the_stored_file_has_a_zeroed_preamble_and_a_name_from_no_data(
     client: httpx.AsyncClient,
     platform: Platform,
