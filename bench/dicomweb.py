@@ -341,16 +341,6 @@ def _serve(settings: Settings, sock: socket.socket) -> None:
     asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 
 
-def proxy_env(orthanc: OrthancServer) -> dict[str, str]:
-    """The services' environment nginx is rendered for: WADO-RS redirected to the Orthanc."""
-    return {
-        "JISR_SHARED_STORE_URL": orthanc.url,
-        "JISR_SHARED_STORE_USERNAME": orthanc.username,
-        "JISR_SHARED_STORE_PASSWORD": orthanc.password,
-        "JISR_IMAGING_ACCEL_REDIRECT": configs.ACCEL_REDIRECT,
-    }
-
-
 FLOOR = "/_bench/orthanc/studies/"
 
 
@@ -468,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     dict.fromkeys(
                         ("referral", "imaging", "teleconsult"), behind.removeprefix("http://")
                     ),
-                    proxy_env(orthanc),
+                    configs.shared_orthanc_env(orthanc.url, orthanc.username, orthanc.password),
                     edit=with_floor,
                 ) as proxy,
                 httpx.Client(auth=(orthanc.username, orthanc.password), timeout=300) as admin,

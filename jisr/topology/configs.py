@@ -107,6 +107,16 @@ def fill(template: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
+def shared_orthanc_env(url: str, username: str, password: str) -> dict[str, str]:
+    """The services' `JISR_*` settings for a shared Orthanc whose WADO-RS nginx sends."""
+    return {
+        "JISR_SHARED_STORE_URL": url,
+        "JISR_SHARED_STORE_USERNAME": username,
+        "JISR_SHARED_STORE_PASSWORD": password,
+        "JISR_IMAGING_ACCEL_REDIRECT": ACCEL_REDIRECT,
+    }
+
+
 def shared_store_proxy(env: Mapping[str, str]) -> dict[str, str]:
     """The template's shared-store values for the services' environment `env`.
 

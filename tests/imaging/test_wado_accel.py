@@ -54,13 +54,9 @@ def settings(
     )
 
 
-def services_env(orthanc: OrthancServer) -> dict[str, str]:
-    return {
-        "JISR_SHARED_STORE_URL": orthanc.url,
-        "JISR_SHARED_STORE_USERNAME": orthanc.username,
-        "JISR_SHARED_STORE_PASSWORD": orthanc.password,
-        "JISR_IMAGING_ACCEL_REDIRECT": configs.ACCEL_REDIRECT,
-    }
+def nginx_env(orthanc: OrthancServer, password: str | None = None) -> dict[str, str]:
+    """The services' environment nginx is rendered for: WADO-RS sent from `orthanc`."""
+    return configs.shared_orthanc_env(orthanc.url, orthanc.username, password or orthanc.password)
 
 
 class Redirecting(BaseHTTPRequestHandler):
@@ -100,7 +96,7 @@ def proxied(
             app = app_url.removeprefix("http://")
             stand_in = f"127.0.0.1:{other.server_address[1]}"
             upstreams = {"imaging": app, "referral": stand_in, "teleconsult": stand_in}
-            with running_nginx(tmp_path / "nginx", upstreams, services_env(orthanc)) as url:
+            with running_nginx(tmp_path / "nginx", upstreams, nginx_env(orthanc)) as url:
                 yield Proxied(url, app_url, handler)
     finally:
         other.shutdown()
@@ -289,3 +285,25 @@ async def test_dicomweb_client_reads_the_study_through_nginx(
     )
     assert refused.value.response is not None
     assert refused.value.response.status_code == 404
+
+
+async def test_orthanc_refusing_nginx_is_the_services_problem_not_orthancs_challenge(
+    two: TwoShares, settings: Settings, orthanc: OrthancServer, tmp_path: Path
+) -> None:
+    with serving(settings) as app_url:
+        upstreams = dict.fromkeys(("referral", "imaging", "teleconsult"), app_url[7:])
+        wrong = nginx_env(orthanc, password="not-the-password")
+        with running_nginx(tmp_path / "nginx", upstreams, wrong) as url:
+            async with httpx.AsyncClient(base_url=url) as client:
+                response = await client.get(
+                    f"/dicomweb/studies/{two.my_study}", headers=token_headers(two)
+                )
+
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["request_id"] == response.headers["x-request-id"]
+    # Not Orthanc's 401: a browser would prompt for Basic credentials. (nginx copies an
+    # intercepted 401's WWW-Authenticate onto whatever answers instead; on a 500 nothing
+    # prompts, and only a proxy holding wrong credentials gets there.)
+    assert "orthanc" not in response.text.lower()
+    assert_no_dicom(response, orthanc)

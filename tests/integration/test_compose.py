@@ -348,12 +348,7 @@ def test_the_websocket_location_upgrades_and_bodies_are_capped() -> None:
     assert size(stow_cap.group(1)) >= defaults.stow_max_bytes
 
 
-SHARED_ORTHANC_ENV = {
-    "JISR_SHARED_STORE_URL": "http://127.0.0.1:8043",
-    "JISR_SHARED_STORE_USERNAME": "jisr",
-    "JISR_SHARED_STORE_PASSWORD": 'pa"ss word;',
-    "JISR_IMAGING_ACCEL_REDIRECT": configs.ACCEL_REDIRECT,
-}
+SHARED_ORTHANC_ENV = configs.shared_orthanc_env("http://127.0.0.1:8043", "jisr", 'pa"ss word;')
 
 
 @pytest.mark.parametrize("env", [{}, SHARED_ORTHANC_ENV], ids=["file-store", "shared-orthanc"])
