@@ -30,6 +30,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -228,6 +229,42 @@ def test_a_referral_is_submitted_once_routed_accepted_and_followed_by_its_referr
     assert kinds.index("submitted") < kinds.index("accepted"), kinds
     # Accepting twice is a conflict, not a second consumption of the quota.
     is_problem(api.http.post(path + "/accept", headers=api.as_(f"{APHP}.specialist")), 409)
+
+
+def test_retries_and_rival_accepts_at_once_make_one_referral_accepted_once(api: Api) -> None:
+    """A client retrying in parallel with one key, and three of AP-HP's staff accepting at once."""
+    before = outbox_count(api)
+    body, key = referral_body([]), {"Idempotency-Key": uuid.uuid4().hex}
+
+    def submit(_: int) -> httpx.Response:
+        with httpx.Client(base_url=api.platform.base_url, timeout=60) as client:
+            return client.post(
+                "/api/referrals", json=body, headers=api.as_(f"{ORAN}.referrer", **key)
+            )
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(submit, range(6)))
+    created = {a.json()["id"] for a in answers if a.status_code == 201}
+    busy = [a for a in answers if a.status_code != 201]
+    assert len(created) == 1, [a.text for a in answers]
+    for answer in busy:  # PostgreSQL: the others are told to retry; SQLite serialises them
+        assert is_problem(answer, 409).get("rule") == "idempotency_in_progress", answer.text
+    assert outbox_count(api) == before + 1
+    (referral_id,) = created
+
+    def accept(staff: dict[str, str]) -> httpx.Response:
+        with httpx.Client(base_url=api.platform.base_url, timeout=60) as client:
+            return client.post(f"/api/referrals/{referral_id}/accept", headers=staff)
+
+    staff = [api.as_(f"{APHP}.{role}") for role in ("specialist", "coordinator", "radiologist")]
+    with ThreadPoolExecutor(3) as pool:
+        accepts = list(pool.map(accept, staff))
+    assert sorted(a.status_code for a in accepts) == [200, 409, 409], [a.text for a in accepts]
+    for answer in accepts:
+        if answer.status_code == 409:
+            is_problem(answer, 409)
+    kinds = [event["kind"] for event in api.history(referral_id)]
+    assert kinds.count("accepted") == 1, kinds
 
 
 def test_malformed_referrals_get_problem_json_and_change_nothing(api: Api) -> None:
