@@ -15,7 +15,7 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 from sqlalchemy import select
 
 from services.imaging.dicomweb import stow
-from services.imaging.stores import FileStore
+from services.imaging.stores import FileStore, Store
 from shared import audit
 from shared.identity.models import Role
 from shared.platform import Platform
@@ -378,3 +378,38 @@ async def test_instances_go_to_the_institutions_orthanc(
     assert answer.status_code == 202, answer.text
     async with orthanc.store() as store:
         assert len(await store.instances(study)) == 2
+
+
+def spooled(folder: Path, *files: bytes) -> list[stow.Part]:
+    """Parts as `spool` leaves them: one after another in one file."""
+    path = folder / "body.bin"
+    path.write_bytes(b"".join(files))
+    offsets = [sum(len(f) for f in files[:i]) for i in range(len(files))]
+    return [
+        stow.Part(path, stow.DICOM, offset=offset, size=len(data))
+        for offset, data in zip(offsets, files, strict=True)
+    ]
+
+
+@pytest.mark.parametrize("in_flight", [1, 2, 3])
+async def test_windows_in_flight_keep_the_first_copy_and_answer_in_the_parts_order(
+    store: Store, tmp_path: Path, in_flight: int
+) -> None:
+    study, series = generate_uid(), generate_uid()
+    first = dicom.instance(study_uid=study, series_uid=series, study_description="first")
+    uid = str(dicom.parse(first).SOPInstanceUID)
+    again = dicom.instance(study_uid=study, series_uid=series, sop_uid=uid, study_description="2")
+    others = [dicom.instance(study_uid=study, series_uid=series) for _ in range(5)]
+    files = [others[0], first, again, others[1], PNG, others[2], others[3], others[4]]
+    outcome = stow.Outcome()
+
+    await stow.store_parts(store, spooled(tmp_path, *files), outcome, window=1, in_flight=in_flight)
+
+    assert [f[2] for f in outcome.failed] == [stow.NOT_DICOM]
+    dicoms = [data for data in files if data != PNG]
+    assert [s.sop_instance_uid for s in outcome.stored] == [
+        str(dicom.parse(data).SOPInstanceUID) for data in dicoms
+    ]
+    assert [s.already_stored for s in outcome.stored] == [data is again for data in dicoms]
+    assert await store.get(uid) == dicom.zeroed(first)
+    assert len(await store.instances(study)) == 6

@@ -3,11 +3,11 @@
 A request body is read chunk by chunk (`request.stream()`) and its parts are
 spooled one after another into one temporary file under `data_dir/tmp/` whose
 name comes from `tempfile`, never from the data (one file a request: creating
-a file costs about 0.7 ms on this service's disks, 20 times a request). The whole body is counted against
+one took about 0.7 ms, 20 times a request). The whole body is counted against
 `stow_max_bytes` and nothing is stored before the last byte has arrived, so a
 body over the limit (413) keeps nothing. Then each part is checked and stored
 a window at a time (`store_parts`: a part is held in memory only while it is
-checked and stored, and the store keeps one window while the next is checked).
+checked and stored, and the store keeps windows while the next is checked).
 
 Every part gets its own answer in the Store Instances Response (PS3.18
 §10.5.3, PS3.4 B.2.3 for the codes):
@@ -82,7 +82,9 @@ MAX_SEQUENCE_DEPTH = 32
 MAX_DECODED_PIXEL_BYTES = 2 * 1024**3
 PARSE_TIMEOUT_S = 30.0
 WINDOW = 8
-"""Parts checked, then stored, together (see `store_parts`)."""
+"""Checked parts stored together (see `store_parts`)."""
+IN_FLIGHT = 2
+"""Windows the store keeps at once (see `store_parts`)."""
 _MAX_HEADER_BYTES = 16 * 1024
 _CHUNK_TAIL = 64 * 1024
 
@@ -404,9 +406,8 @@ async def checked_part(part: Part, *, study_uid: str | None = None) -> part10.Pa
     """
     if part.media_type != DICOM:
         return ("", "", NOT_DICOM, f"a part of type {part.media_type!r:.60}")
-    data = await asyncio.to_thread(part.read)
     try:
-        checked = await asyncio.wait_for(asyncio.to_thread(check, data), PARSE_TIMEOUT_S)
+        checked = await asyncio.wait_for(asyncio.to_thread(_read_and_check, part), PARSE_TIMEOUT_S)
     except Refused as exc:
         return ("", "", exc.code, exc.reason)
     except TimeoutError:
@@ -419,6 +420,11 @@ async def checked_part(part: Part, *, study_uid: str | None = None) -> part10.Pa
             "an instance of another study",
         )
     return checked
+
+
+def _read_and_check(part: Part) -> part10.Part10:
+    """One trip to a thread for both: each trip wakes the event loop once more."""
+    return check(part.read())
 
 
 def _answer(part: part10.Part10, result: StoredInstance | StoreError) -> StoredInstance | Failure:
@@ -445,40 +451,54 @@ async def store_parts(
     *,
     study_uid: str | None = None,
     window: int = WINDOW,
+    in_flight: int = IN_FLIGHT,
 ) -> None:
     """Check every spooled part and put the good ones in `store`; answers go into `outcome`
     in the parts' order.
 
-    Parts go `window` at a time: while the store keeps one window (its own
-    process, for Orthanc), this process checks the next, so the two work at once
-    and at most two windows are in memory.
+    Checked parts go to the store `window` at a time, up to `in_flight` windows at
+    once, while this process checks the next ones: the store (its own process, for
+    Orthanc) and the checks work at the same time, with at most `in_flight + 1`
+    windows in memory. A window holding a SOP Instance UID that a window in flight
+    holds waits for that one, so the first copy sent is the one kept.
     """
     answers: list[StoredInstance | Failure] = [("", "", PROCESSING_FAILURE, "not stored")] * len(
         parts
     )
-    storing: asyncio.Task[None] | None = None
+    storing: dict[asyncio.Task[None], frozenset[str]] = {}
+
+    async def settle(*, until: int, overlapping: frozenset[str] = frozenset()) -> None:
+        while len(storing) > until or any(overlapping & uids for uids in storing.values()):
+            done, _ = await asyncio.wait(storing, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                del storing[task]
+                task.result()
+
+    async def send(batch: list[tuple[int, part10.Part10]]) -> None:
+        uids = frozenset(part.sop_instance_uid for _, part in batch)
+        await settle(until=in_flight - 1, overlapping=uids)
+        storing[asyncio.create_task(_put(store, batch, answers))] = uids
+
     try:
-        for start in range(0, len(parts), window):
-            batch: list[tuple[int, part10.Part10]] = []
-            for i in range(start, min(start + window, len(parts))):
-                found = await checked_part(parts[i], study_uid=study_uid)
-                if isinstance(found, part10.Part10):
-                    batch.append((i, found))
-                else:
-                    answers[i] = found
-            if storing is not None:
-                await storing
-                storing = None
-            if batch:
-                storing = asyncio.create_task(_put(store, batch, answers))
-        if storing is not None:
-            await storing
-            storing = None
+        batch: list[tuple[int, part10.Part10]] = []
+        for i, part in enumerate(parts):
+            found = await checked_part(part, study_uid=study_uid)
+            if isinstance(found, part10.Part10):
+                batch.append((i, found))
+            else:
+                answers[i] = found
+            if len(batch) == window:
+                await send(batch)
+                batch = []
+        if batch:
+            await send(batch)
+        await settle(until=0)
     finally:
-        if storing is not None:  # cancelled mid-way: let the store finish what it began
-            storing.cancel()
+        for task in storing:  # cancelled mid-way: let the store finish what it began
+            task.cancel()
+        for task in storing:
             with contextlib.suppress(BaseException):
-                await storing
+                await task
     for answer in answers:
         if isinstance(answer, StoredInstance):
             outcome.stored.append(answer)
