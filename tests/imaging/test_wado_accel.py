@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -138,13 +139,22 @@ def problem_404(response: httpx.Response, path: str, detail: str) -> None:
     assert body["title"]
 
 
+def accesses(caplog: pytest.LogCaptureFixture) -> list[tuple[str, int]]:
+    """The service's access log lines (shared.logs): (path, status)."""
+    return [
+        (getattr(r, "path", ""), getattr(r, "status", 0))
+        for r in caplog.records
+        if r.name == "jisr.access"
+    ]
+
+
 async def test_the_entitled_radiologist_gets_the_study_as_orthanc_has_it(
-    two: TwoShares, proxied: Proxied, orthanc: OrthancServer
+    two: TwoShares, proxied: Proxied, orthanc: OrthancServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with httpx.AsyncClient() as client:
-        response = await client.get(
-            f"{proxied.url}/dicomweb/studies/{two.my_study}", headers=token_headers(two)
-        )
+    path = f"/dicomweb/studies/{two.my_study}"
+    with caplog.at_level(logging.INFO, logger="jisr.access"):
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"{proxied.url}{path}", headers=token_headers(two))
     direct = await orthanc_direct(orthanc, two.my_study)
 
     assert response.status_code == 200, response.text
@@ -160,6 +170,7 @@ async def test_the_entitled_radiologist_gets_the_study_as_orthanc_has_it(
     assert response.headers["x-request-id"]
     assert "www-authenticate" not in response.headers
     assert orthanc.password not in str(response.headers)
+    assert accesses(caplog) == [(path, 200)]  # logged by the service, as without nginx
 
 
 async def test_a_series_and_an_instance_come_through_nginx_alone(
@@ -170,19 +181,21 @@ async def test_a_series_and_an_instance_come_through_nginx_alone(
 
 
 async def test_a_third_institution_and_another_provider_get_404_and_no_bytes(
-    two: TwoShares, proxied: Proxied, orthanc: OrthancServer
+    two: TwoShares, proxied: Proxied, orthanc: OrthancServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     mine = f"/dicomweb/studies/{two.my_study}"
     theirs = f"/dicomweb/studies/{two.their_study}"
     missing = "/dicomweb/studies/1.2.826.0.1.3680043.8.498.1"
-    async with httpx.AsyncClient(base_url=proxied.url) as client:
-        stranger = await client.get(mine, headers=token_headers(two, "stranger"))
-        other_provider = await client.get(theirs, headers=token_headers(two))
-        nothing = await client.get(missing, headers=token_headers(two))
+    with caplog.at_level(logging.INFO, logger="jisr.access"):
+        async with httpx.AsyncClient(base_url=proxied.url) as client:
+            stranger = await client.get(mine, headers=token_headers(two, "stranger"))
+            other_provider = await client.get(theirs, headers=token_headers(two))
+            nothing = await client.get(missing, headers=token_headers(two))
 
     for response, path in ((stranger, mine), (other_provider, theirs), (nothing, missing)):
         problem_404(response, path, "no such study")
         assert_no_dicom(response, orthanc)
+    assert accesses(caplog) == [(mine, 404), (theirs, 404), (missing, 404)]
 
 
 async def test_a_series_or_instance_outside_the_study_is_the_same_404_as_without_nginx(
