@@ -7,17 +7,22 @@ Celery worker, PostgreSQL, Redis, two Orthancs and coturn), as demo users
 AG-2024-ORAN-APHP; Institut Curie (FR-PARIS-CURIE) stands for a third institution
 with no part in the case. Each journey has callers who must be refused.
 
-1. referral: submit (replayed with its Idempotency-Key), routed to AP-HP, accepted
-   by AP-HP's specialist, seen by the referrer with its timeline; malformed input
-   gets problem+json and changes nothing;
-2. imaging: Oran's radiologist stores a study with STOW-RS and shares it; AP-HP's
-   radiologist reads it with dicomweb-client and finds none of its identifiers,
-   signs a report, which reaches the referral's timeline through the worker;
-   the topology forwards the copy to AP-HP's own Orthanc (`jisr run` has none);
-3. teleconsult: scheduled, joined over REST (TURN from the topology's coturn) and
-   over the signalling socket, where the host admits the referrer;
-4. operations: a client's X-Request-ID follows its request into the worker's task
-   log (the topology's JSON logs), and metrics stay off the public origin.
+1. referral: submitted (replayed with its Idempotency-Key, also by parallel
+   retries), routed to AP-HP, accepted once (also when three accept at once), seen
+   by the referrer with its timeline; malformed input gets problem+json and
+   changes nothing;
+2. imaging: Oran's radiologist stores a generated study with STOW-RS and shares
+   it; AP-HP's radiologist finds and reads it with dicomweb-client, with none of
+   its identifiers and its references consistent, and signs a report, which the
+   worker puts on the referral's timeline (and tells the referrer); the topology
+   forwards the copy to AP-HP's own Orthanc (`jisr run` names no such store);
+   Oran revokes the share and AP-HP reads nothing more;
+3. teleconsult: scheduled, joined over REST (TURN credentials that the topology's
+   coturn accepts) and over the signalling socket, where the host admits the
+   referrer; forged, expired, cross-site and other-room tokens are closed out;
+   the outcome reaches the timeline;
+4. operations: a client's X-Request-ID follows its request into the worker's JSON
+   log line of the task, and metrics stay off the public origin.
 
 Waits poll the platform's own answers against a deadline; none is a sleep.
 """
@@ -234,13 +239,12 @@ def test_a_referral_is_submitted_once_routed_accepted_and_followed_by_its_referr
 def test_retries_and_rival_accepts_at_once_make_one_referral_accepted_once(api: Api) -> None:
     """A client retrying in parallel with one key, and three of AP-HP's staff accepting at once."""
     before = outbox_count(api)
-    body, key = referral_body([]), {"Idempotency-Key": uuid.uuid4().hex}
+    body = referral_body([])
+    headers = api.as_(f"{ORAN}.referrer", **{"Idempotency-Key": uuid.uuid4().hex})
 
     def submit(_: int) -> httpx.Response:
         with httpx.Client(base_url=api.platform.base_url, timeout=60) as client:
-            return client.post(
-                "/api/referrals", json=body, headers=api.as_(f"{ORAN}.referrer", **key)
-            )
+            return client.post("/api/referrals", json=body, headers=headers)
 
     with ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(submit, range(6)))
@@ -289,8 +293,7 @@ def test_malformed_referrals_get_problem_json_and_change_nothing(api: Api) -> No
         json=referral_body([]),
         headers={**headers, "Idempotency-Key": "k" * 300},
     )
-    assert long_key.status_code in (400, 422), long_key.text
-    is_problem(long_key, long_key.status_code)
+    is_problem(long_key, 400)
     is_problem(api.http.get("/api/referrals/not-a-number", headers=headers), 422)
     is_problem(api.http.post("/api/referrals", json=referral_body([])), 401)
     assert outbox_count(api) == before
@@ -353,11 +356,14 @@ def test_a_study_shared_for_a_referral_is_read_de_identified_by_the_partner_and_
 
     referral = api.accepted_referral([study_uid])
     create = {"study_uid": study_uid, "referral_id": referral["id"]}
-    # Neither the partner nor a third institution shares Oran's study.
-    for caller in (f"{APHP}.radiologist", f"{CURIE}.radiologist"):
+    # Only Oran shares Oran's study, and not its auditor; to anyone else the referral is unknown.
+    for caller, status in (
+        (f"{ORAN}.auditor", 403),
+        (f"{APHP}.radiologist", 404),
+        (f"{CURIE}.radiologist", 404),
+    ):
         answer = api.http.post("/api/imaging/shares", json=create, headers=api.as_(caller))
-        assert answer.status_code in (403, 404), answer.text
-        is_problem(answer, answer.status_code)
+        is_problem(answer, status)
     is_problem(
         api.http.post(
             "/api/imaging/shares",
@@ -702,5 +708,8 @@ def _log_lines(platform: Platform, request_id: str) -> list[dict[str, Any]]:
     entries = []
     for line in log.read_text(errors="replace").splitlines():
         if line.startswith("{") and request_id in line:
-            entries.append(json.loads(line))
+            try:
+                entries.append(json.loads(line))
+            except ValueError:  # the line being written as we read: the next poll sees it
+                continue
     return [e for e in entries if e.get("request_id") == request_id]
