@@ -145,6 +145,23 @@ def connection_lost(exc: BaseException) -> bool:
     return False
 
 
+def out_of_range(exc: BaseException) -> bool:
+    """True when `exc` (or what it wraps) says a number sent could not be bound to its column.
+
+    An id or count beyond the column's integer type (PostgreSQL's INTEGER, SQLite's
+    64 bits) fails in the driver, before any row is read or written: asyncpg and
+    sqlite3 both raise OverflowError at the root, PostgreSQL itself SQLSTATE 22003.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OverflowError) or getattr(current, "sqlstate", None) == "22003":
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
 def problem_response(
     request: Request, status: int, slug: str, detail: str | None = None, **extra: Any
 ) -> JSONResponse:
@@ -213,7 +230,13 @@ def install(app: FastAPI) -> None:
         return problem_response(request, exc.status_code, slug, detail)
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
-        """A lost database connection is a retryable 503; any other database error stays a 500."""
+        """A lost database connection is a retryable 503, a number no column can hold a 422
+        (nothing was read or written); any other database error stays a 500."""
+        if out_of_range(exc):
+            log.warning("number out of range: %s", type(exc).__name__)
+            return problem_response(
+                request, 422, "validation", "a number in the request is out of range"
+            )
         if not connection_lost(exc):
             raise exc
         log.warning("database unavailable: %s", type(exc).__name__)
@@ -222,7 +245,7 @@ def install(app: FastAPI) -> None:
         )
 
     app.add_exception_handler(JisrError, jisr_error)
-    for kind in (DBAPIError, PostgresError, ConnectionError):
+    for kind in (DBAPIError, PostgresError, ConnectionError, OverflowError):
         app.add_exception_handler(kind, database_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
