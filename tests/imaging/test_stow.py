@@ -413,3 +413,32 @@ async def test_windows_in_flight_keep_the_first_copy_and_answer_in_the_parts_ord
     assert [s.already_stored for s in outcome.stored] == [data is again for data in dicoms]
     assert await store.get(uid) == dicom.zeroed(first)
     assert len(await store.instances(study)) == 6
+
+
+class Recording:
+    """A real store that notes the size of each batch it is handed."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.batches: list[int] = []
+
+    async def put_checked(self, parts: Any) -> Any:
+        self.batches.append(len(parts))
+        return await self.store.put_checked(parts)
+
+
+async def test_an_idle_store_gets_the_first_checked_part_without_waiting_for_a_window(
+    file_store: FileStore, tmp_path: Path
+) -> None:
+    study, series = generate_uid(), generate_uid()
+    files = [dicom.instance(study_uid=study, series_uid=series) for _ in range(12)]
+    recording = Recording(file_store)
+    outcome = stow.Outcome()
+
+    await stow.store_parts(recording, spooled(tmp_path, *files), outcome, window=8)  # type: ignore[arg-type]
+
+    assert recording.batches[0] == 1
+    assert sum(recording.batches) == 12
+    assert max(recording.batches) <= 8
+    assert [s.already_stored for s in outcome.stored] == [False] * 12
+    assert len(await file_store.instances(study)) == 12

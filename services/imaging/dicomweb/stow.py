@@ -459,20 +459,26 @@ async def store_parts(
     Checked parts go to the store `window` at a time, up to `in_flight` windows at
     once, while this process checks the next ones: the store (its own process, for
     Orthanc) and the checks work at the same time, with at most `in_flight + 1`
-    windows in memory. A window holding a SOP Instance UID that a window in flight
-    holds waits for that one, so the first copy sent is the one kept.
+    windows in memory. A store with nothing to do gets what is checked at once,
+    however few, rather than wait for a full window (each request would otherwise
+    begin with the store idle while a whole window is checked). A window holding a
+    SOP Instance UID that a window in flight holds waits for that one, so the first
+    copy sent is the one kept.
     """
     answers: list[StoredInstance | Failure] = [("", "", PROCESSING_FAILURE, "not stored")] * len(
         parts
     )
     storing: dict[asyncio.Task[None], frozenset[str]] = {}
 
+    def reap() -> None:
+        for task in [task for task in storing if task.done()]:
+            del storing[task]
+            task.result()
+
     async def settle(*, until: int, overlapping: frozenset[str] = frozenset()) -> None:
         while len(storing) > until or any(overlapping & uids for uids in storing.values()):
-            done, _ = await asyncio.wait(storing, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                del storing[task]
-                task.result()
+            await asyncio.wait(storing, return_when=asyncio.FIRST_COMPLETED)
+            reap()
 
     async def send(batch: list[tuple[int, part10.Part10]]) -> None:
         uids = frozenset(part.sop_instance_uid for _, part in batch)
@@ -487,7 +493,8 @@ async def store_parts(
                 batch.append((i, found))
             else:
                 answers[i] = found
-            if len(batch) == window:
+            reap()
+            if len(batch) == window or (batch and not storing):
                 await send(batch)
                 batch = []
         if batch:
