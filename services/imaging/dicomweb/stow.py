@@ -39,7 +39,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pydicom
 from pydicom.datadict import dictionary_VR
@@ -199,13 +199,13 @@ async def spool(
                         keep = len(delimiter) - 1
                         if len(buffer) > keep:
                             if state == "body":
-                                written += out.write(buffer[: len(buffer) - keep])
+                                written += _write(out, buffer, len(buffer) - keep)
                             elif len(buffer) > _CHUNK_TAIL:
                                 raise BadRequest("no multipart boundary in the body")
                             del buffer[: len(buffer) - keep]
                         break
                     if state == "body":
-                        written += out.write(buffer[:at])
+                        written += _write(out, buffer, at)
                         parts[-1].size = written - parts[-1].offset
                     del buffer[: at + len(delimiter)]
                     state = "delimiter"
@@ -242,6 +242,12 @@ async def spool(
     if state != "done":
         raise BadRequest("the multipart body ends before its closing boundary")
     return parts
+
+
+def _write(out: BinaryIO, buffer: bytearray, end: int) -> int:
+    """`buffer[:end]` written without copying it first (a slice of a bytearray is a copy)."""
+    with memoryview(buffer) as view:
+        return out.write(view[:end])
 
 
 def _media_type(headers: bytes) -> str:

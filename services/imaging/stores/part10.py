@@ -100,7 +100,8 @@ def read(data: bytes) -> Part10:
         raise RejectedByStore(
             "not a DICOM Part 10 file: no 'DICM' prefix after the 128-byte preamble (PS3.10 §7.1)"
         )
-    data = bytes(PREAMBLE_LENGTH) + data[PREAMBLE_LENGTH:]
+    if data[:PREAMBLE_LENGTH] != bytes(PREAMBLE_LENGTH):  # copy the file only when needed
+        data = bytes(PREAMBLE_LENGTH) + data[PREAMBLE_LENGTH:]
     _check_structure(data)  # first: pydicom itself only warns about some of what this refuses
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
