@@ -20,6 +20,8 @@ import json
 from datetime import timedelta
 from typing import Any
 
+from fastapi import Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,11 +29,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.referral.referrals import repository as repo
 from services.referral.referrals.models import IdempotencyKey
 from shared.db import Database, utcnow
-from shared.problems import BadRequest, Conflict, Unprocessable
+from shared.problems import BadRequest, Conflict, Unprocessable, problem_response
 
 MAX_KEY = 255
 LEASE = timedelta(seconds=10)
 """How long a started claim holds its key; far longer than a submission takes."""
+RETRY_AFTER_S = 1
+"""What a 409 in progress tells the client to wait: a submission takes well under a second."""
+
+
+class InProgress(Conflict):
+    """Another request holds this key now; the client should retry after `RETRY_AFTER_S`."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, rule="idempotency_in_progress")
+
+
+def retry_later(request: Request, exc: InProgress) -> JSONResponse:
+    """The 409 problem with `Retry-After` (RFC 9110 §10.2.3), which `Conflict` cannot carry."""
+    response = problem_response(request, exc.status, exc.slug, exc.detail, **exc.extra)
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
 
 
 def fingerprint(body: Any) -> str:
@@ -55,7 +73,7 @@ async def claim(
     async with database.transaction() as session:
         existing = await repo.idempotency_key(session, user_id, key)
     if existing is None:  # withdrawn between our insert and our read: let the client retry
-        raise Conflict("a request with this Idempotency-Key is being retried; try again")
+        raise InProgress("a request with this Idempotency-Key is being retried; try again")
     if existing.fingerprint != mark:
         raise Unprocessable("this Idempotency-Key was used with a different request body")
     if existing.state != "done" and existing.created_at <= utcnow() - LEASE:
@@ -63,10 +81,7 @@ async def claim(
         if taken is not None:
             return taken
     if existing.state != "done" or existing.body is None:
-        raise Conflict(
-            "a request with this Idempotency-Key is still in progress",
-            rule="idempotency_in_progress",
-        )
+        raise InProgress("a request with this Idempotency-Key is still in progress")
     return {"status_code": existing.status_code, "body": existing.body}
 
 
@@ -100,9 +115,8 @@ async def complete(
         .execution_options(populate_existing=True)
     )
     if stored is None or stored.state != "started" or stored.created_at != row.created_at:
-        raise Conflict(
-            "a retry with this Idempotency-Key took over this request; its answer stands",
-            rule="idempotency_in_progress",
+        raise InProgress(
+            "a retry with this Idempotency-Key took over this request; its answer stands"
         )
     stored.state, stored.status_code, stored.body = "done", status_code, body
     await session.flush()
