@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import io
+import operator
+from collections.abc import Callable
 
 import pydicom
 import pytest
@@ -10,7 +13,13 @@ from pydicom.uid import generate_uid
 
 from services.imaging import deid
 from services.imaging.deid import bulk
-from services.imaging.shares.deidentify import StudyBlocked, deidentify_study
+from services.imaging.shares import deidentify as spread
+from services.imaging.shares.deidentify import (
+    PARALLEL_FROM,
+    PREFIX_BYTES,
+    StudyBlocked,
+    deidentify_study,
+)
 from tests.imaging.factories import bundled, instance
 
 KEY = b"test-agreement-key-0123456789abcd"
@@ -114,3 +123,57 @@ def test_a_leak_in_a_header_whose_pixels_are_carried_through_still_blocks_the_sh
         deidentify_study([data], key=KEY, pseudonym=ALIAS, options=safe, processes=1)
 
     assert blocked.value.rule == "leak_detected"
+
+
+def _rewritten(data: bytes, change: Callable[[pydicom.Dataset], None]) -> bytes:
+    ds = pydicom.dcmread(io.BytesIO(data))
+    change(ds)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _long_private_block(ds: pydicom.Dataset) -> None:
+    # A header longer than what a worker first reads of each file (dropped: not safe-listed).
+    block = ds.private_block(0x0011, "JISR_LONG", create=True)
+    block.add_new(0x01, "OB", bytes(PREFIX_BYTES + 1000))
+
+
+def _trailing_padding(ds: pydicom.Dataset) -> None:
+    ds.add_new(0xFFFCFFFC, "OB", bytes(16))  # Data Set Trailing Padding, after the pixels
+
+
+def test_a_study_over_the_pool_sends_what_one_process_sends_whatever_its_files() -> None:
+    study, series = generate_uid(), generate_uid()
+    files = [
+        instance(study_uid=study, series_uid=series, instance_number=n, rows=32, columns=32)
+        for n in range(1, PARALLEL_FROM + 4)
+    ]
+    files[1] = _rewritten(files[1], _long_private_block)
+    files[2] = _rewritten(files[2], _trailing_padding)
+    assert bulk.header(files[1][:PREFIX_BYTES]) is None  # its identifiers are read here
+    assert bulk.split(files[1]) is not None
+    assert bulk.split(files[2]) is None  # read whole, in a worker
+
+    one = deidentify_study(files, key=KEY, pseudonym=ALIAS, options=OPTIONS, processes=1)
+    two = deidentify_study(files, key=KEY, pseudonym=ALIAS, options=OPTIONS, processes=2)
+
+    assert spread._pool is not None  # the pool did the work: it did not break on the way
+    assert two == one
+    assert one == whole_read_of_study(files)
+
+
+def whole_read_of_study(files: list[bytes]) -> list[bytes]:
+    """What a share of `files` sent before: each parsed whole, with the study's identifiers."""
+    datasets = [pydicom.dcmread(io.BytesIO(data)) for data in files]
+    owns = [deid.identifiers_of(ds) for ds in datasets]
+    study = functools.reduce(operator.or_, owns)
+    sent = []
+    for ds, own in zip(datasets, owns, strict=True):
+        out = deid.deidentify(
+            ds, key=KEY, pseudonym=ALIAS, options=OPTIONS, identifiers=study, own=own
+        )
+        buffer = io.BytesIO()
+        out.save_as(buffer, enforce_file_format=True)
+        sent.append(buffer.getvalue())
+    return sent

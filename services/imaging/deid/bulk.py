@@ -23,7 +23,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian
 
-__all__ = ["join", "split"]
+__all__ = ["carries", "header", "join", "split"]
 
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})  # float, double, pixel data
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"UN"})
@@ -37,23 +37,48 @@ def split(data: bytes) -> tuple[Dataset, int] | None:
     None also when the file does not parse: the caller's whole read then reports
     the error as it always has.
     """
+    found = header(data)
+    if found is None or not carries(data, found[1], found[2]):
+        return None
+    return found[0], found[1]
+
+
+def header(data: bytes) -> tuple[Dataset, int, str] | None:
+    """`data`, a whole file or only its first bytes, read up to its pixel data element.
+
+    The header, the element's offset and the transfer syntax; None when no pixel
+    data element starts in `data` after a header that reads (a prefix too short
+    for the header ends without one). Whether the element then runs to the end of
+    the file is for `carries` to say, on the whole file.
+    """
     buffer = io.BytesIO(data)
     try:
-        header = pydicom.dcmread(buffer, stop_before_pixels=True)
+        ds = pydicom.dcmread(buffer, stop_before_pixels=True)
     except Exception:  # the whole read will say what is wrong
         return None
-    meta = getattr(header, "file_meta", None)
+    meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
     if not syntax or syntax == DeflatedExplicitVRLittleEndian:
         return None  # deflated: the offset is in the inflated stream, not in `data`
     offset = buffer.tell()
+    if offset + 8 > len(data):
+        return None
+    order = "<" if syntax != ExplicitVRBigEndian else ">"
+    group, element = struct.unpack_from(f"{order}HH", data, offset)
+    if (group << 16 | element) not in _PIXEL_TAGS:
+        return None
+    return ds, offset, str(syntax)
+
+
+def carries(data: bytes, offset: int, syntax: str) -> bool:
+    """Whether the pixel data element at `offset` of the whole file `data` runs exactly to its end."""
     end = _element_end(
         data,
         offset,
         implicit=syntax == ImplicitVRLittleEndian,
         little=syntax != ExplicitVRBigEndian,
     )
-    return (header, offset) if end == len(data) else None
+    return end == len(data)
 
 
 def _element_end(data: bytes, offset: int, *, implicit: bool, little: bool) -> int | None:

@@ -31,10 +31,11 @@ import operator
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -51,7 +52,11 @@ most four; none below four cores, where `bench/deid.py` measured a pool of two s
 calling process (the files cross to the workers and back through pipes; no core is idle)."""
 PARALLEL_FROM = 16
 """Smaller studies are done in the calling process: the pool's round trips would cost more."""
+PREFIX_BYTES = 64 * 1024
+"""What a worker gets of each file to find its identifiers: headers are a few kB, and a
+longer one (large private blocks, enhanced multi-frame) is read whole here instead."""
 _WATCH_S = 1.0
+T = TypeVar("T")
 
 
 class StudyBlocked(Exception):
@@ -126,6 +131,16 @@ def _chunk(
     ]
 
 
+def _firsts(prefixes: Sequence[bytes]) -> list[tuple[deid.Identifiers, int, str] | None]:
+    """A worker's first pass: each file's own identifiers and where its pixel data starts,
+    read from the file's first bytes; None where those do not hold the whole header."""
+    found: list[tuple[deid.Identifiers, int, str] | None] = []
+    for prefix in prefixes:
+        head = bulk.header(prefix)
+        found.append(None if head is None else (deid.identifiers_of(head[0]), head[1], head[2]))
+    return found
+
+
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -181,43 +196,97 @@ def deidentify_study(
     """Every instance of a study de-identified and gated, in order, or `StudyBlocked`."""
     if not files:
         return []
-    reads = [_read(data) for data in files]
-    owns = [deid.identifiers_of(ds) for ds, _ in reads]
-    terms = _Terms(
-        identifiers=functools.reduce(operator.or_, owns),  # the study's, merged
-        key=key,
-        pseudonym=pseudonym,
-        options=options,
-    )
     results: list[bytes | _Blocked] | None = None
     # A daemonic process (a worker of some pool) may not start processes of its own.
     can_spread = not multiprocessing.current_process().daemon
     if can_spread and processes > 1 and len(files) >= PARALLEL_FROM:
-        payloads = [
-            data if offset is None else data[:offset]
-            for data, (_, offset) in zip(files, reads, strict=True)
-        ]
-        results = _spread(payloads, owns, terms, processes)
+        results = _over_pool(files, key, pseudonym, options, processes)
     if results is None:
-        results = [_one(ds, own, terms) for (ds, _), own in zip(reads, owns, strict=True)]
+        results = _here(files, key, pseudonym, options)
     outgoing: list[bytes] = []
-    for data, (_, offset), result in zip(files, reads, results, strict=True):
+    for result in results:
         if isinstance(result, _Blocked):
             raise StudyBlocked(result.rule, result.reason)
-        outgoing.append(result if offset is None else bulk.join(result, data, offset))
+        outgoing.append(result)
     return outgoing
 
 
-def _spread(
-    payloads: Sequence[bytes], owns: Sequence[deid.Identifiers], terms: _Terms, processes: int
+def _terms(
+    owns: Sequence[deid.Identifiers], key: bytes, pseudonym: str, options: deid.Options
+) -> _Terms:
+    identifiers = functools.reduce(operator.or_, owns)  # the study's, merged
+    return _Terms(identifiers=identifiers, key=key, pseudonym=pseudonym, options=options)
+
+
+def _carried(result: bytes | _Blocked, data: bytes, offset: int | None) -> bytes | _Blocked:
+    """The written header followed by the original's pixel data, when it was split off."""
+    if isinstance(result, _Blocked) or offset is None:
+        return result
+    return bulk.join(result, data, offset)
+
+
+def _here(
+    files: Sequence[bytes], key: bytes, pseudonym: str, options: deid.Options
+) -> list[bytes | _Blocked]:
+    """The study in this process: each header read once, for both passes."""
+    reads = [_read(data) for data in files]
+    owns = [deid.identifiers_of(ds) for ds, _ in reads]
+    terms = _terms(owns, key, pseudonym, options)
+    return [
+        _carried(_one(ds, own, terms), data, offset)
+        for data, (ds, offset), own in zip(files, reads, owns, strict=True)
+    ]
+
+
+def _over_pool(
+    files: Sequence[bytes], key: bytes, pseudonym: str, options: deid.Options, processes: int
 ) -> list[bytes | _Blocked] | None:
-    """The study in chunks over the pool, in order; None if the pool broke."""
-    size = max(4, -(-len(payloads) // (processes * 4)))  # a few chunks per worker, for balance
+    """The study over the pool, in two passes (the study's identifiers must be merged
+    before any instance is cleaned): the workers read each file's first bytes for its
+    identifiers, then de-identify its header; only headers travel, the pixel data stays
+    here. A file whose header is longer than `PREFIX_BYTES`, or that cannot be split, goes
+    whole. None if the pool broke."""
+    firsts = _spread(_firsts, [[data[:PREFIX_BYTES] for data in files]], (), processes)
+    if firsts is None:
+        return None
+    owns: list[deid.Identifiers] = []
+    offsets: list[int | None] = []
+    for data, first in zip(files, firsts, strict=True):
+        if first is not None and bulk.carries(data, first[1], first[2]):
+            owns.append(first[0])
+            offsets.append(first[1])
+        else:
+            owns.append(deid.identifiers_of(pydicom.dcmread(io.BytesIO(data))))
+            offsets.append(None)
+    terms = _terms(owns, key, pseudonym, options)
+    payloads = [
+        data if offset is None else data[:offset]
+        for data, offset in zip(files, offsets, strict=True)
+    ]
+    results = _spread(_chunk, [payloads, owns], (terms,), processes)
+    if results is None:
+        return None
+    return [
+        _carried(result, data, offset)
+        for result, data, offset in zip(results, files, offsets, strict=True)
+    ]
+
+
+def _spread(
+    work: Callable[..., list[T]],
+    columns: Sequence[Sequence[Any]],
+    shared: tuple[Any, ...],
+    processes: int,
+) -> list[T] | None:
+    """`work` over the pool in chunks of `columns` (each chunk with `shared`), results in
+    order; None if the pool broke."""
+    count = len(columns[0])
+    size = max(4, -(-count // (processes * 4)))  # a few chunks per worker, for balance
     try:
         pool = _executor(processes)
         futures = [
-            pool.submit(_chunk, payloads[i : i + size], owns[i : i + size], terms)
-            for i in range(0, len(payloads), size)
+            pool.submit(work, *(column[i : i + size] for column in columns), *shared)
+            for i in range(0, count, size)
         ]
         return [result for future in futures for result in future.result()]
     except (BrokenProcessPool, OSError):  # a worker died, or none could be started
