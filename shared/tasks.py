@@ -174,10 +174,30 @@ def _json_logs(**_: Any) -> None:
     logs.configure(settings.log_level, json_lines=settings.log_json)
 
 
+_RESET_RID = "jisr_request_id_reset"
+
+
 @signals.task_prerun.connect
 def _adopt_request_id(task: Any = None, **_: Any) -> None:
-    rid = getattr(task.request, "request_id", None) if task is not None else None
-    request_id_var.set(rid)
+    """The task's lines carry the id its request sent, until `_drop_request_id`."""
+    if task is None:
+        return
+    token = request_id_var.set(getattr(task.request, "request_id", None))
+    setattr(task.request, _RESET_RID, token)
+
+
+@signals.task_postrun.connect
+def _drop_request_id(task: Any = None, **_: Any) -> None:
+    """Give back the id the worker had before the task (None in a worker; the caller's when a
+    task runs in its caller), so the next task's "received" line does not carry this one's."""
+    token = getattr(task.request, _RESET_RID, None) if task is not None else None
+    if token is None:
+        return
+    delattr(task.request, _RESET_RID)
+    try:
+        request_id_var.reset(token)
+    except ValueError:  # set in another context (a pool that switched threads): clear it
+        request_id_var.set(None)
 
 
 # The embedded worker -------------------------------------------------------------------
