@@ -1,7 +1,8 @@
 """`jisr run-services`: the production topology of docker-compose.yml as processes on this machine.
 
-This machine's PostgreSQL and Redis; two Orthancs (the local hospital's and a
-partner's) and coturn started from `infra/` adapted to loopback ports; each
+This machine's PostgreSQL and Redis; three Orthancs (the local hospital's, a
+partner's, and the shared one holding the de-identified copies partners read, whose
+WADO-RS nginx sends itself) and coturn started from `infra/` adapted to loopback ports; each
 service on its own port through `jisr serve`; a Celery worker and beat on
 Redis; nginx in front on one port with the same paths as the embedded app.
 Migrations and the demo seed run once, as compose's `migrate` step does.
@@ -276,7 +277,7 @@ def running(
         # Migrations and the seed, once, before any service: compose's `migrate` step (here in
         # this process, which has the code loaded already: two fresh interpreters cost seconds).
         _migrate_and_seed(topology.env)
-        stores = ["orthanc-local", "orthanc-partner", "coturn"]
+        stores = [*(f"orthanc-{which}" for which in parts.ORTHANCS), "coturn"]
         rest = [*parts.SERVICES, "worker", "beat", "proxy"]
         stack.callback(
             _stop_all, [topology.processes[n] for n in stores + rest], topology.exit_codes
@@ -307,6 +308,12 @@ def _plan(
 ) -> Topology:
     """The topology's addresses, secrets, environment and (not yet started) processes."""
     orthanc_password = secrets.token_urlsafe(18)
+    # The shared Orthanc's own credentials: nginx holds them, and they open no original.
+    shared_password = secrets.token_urlsafe(18)
+    credentials = {
+        which: (ORTHANC_USERNAME, shared_password if which == "shared" else orthanc_password)
+        for which in parts.ORTHANCS
+    }
     turn_secret = secrets.token_urlsafe(24)
     turn_url = f"turn:127.0.0.1:{ports.turn}"
     env = {
@@ -326,14 +333,19 @@ def _plan(
         # own socket (compose's worker: ws://teleconsult:8000).
         "JISR_RECORDER_SIGNALLING_URL": f"ws://127.0.0.1:{ports.services['teleconsult']}",
         "ORTHANC_DB_PASSWORD": "",
+        "SHARED_ORTHANC_DB_PASSWORD": "",
         "PYTHONUNBUFFERED": "1",
+        # De-identified copies in the shared Orthanc; nginx sends their WADO-RS bytes.
+        **configs.shared_orthanc_env(
+            f"http://127.0.0.1:{ports.orthanc_http['shared']}", *credentials["shared"]
+        ),
         **environment,
     }
     topology = Topology(
         proxy_url=f"http://127.0.0.1:{ports.proxy}",
         service_urls={name: f"http://127.0.0.1:{port}" for name, port in ports.services.items()},
         orthancs={
-            which: OrthancEndpoint(f"http://127.0.0.1:{port}", ORTHANC_USERNAME, orthanc_password)
+            which: OrthancEndpoint(f"http://127.0.0.1:{port}", *credentials[which])
             for which, port in ports.orthanc_http.items()
         },
         turn_url=turn_url,

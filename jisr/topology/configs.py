@@ -20,7 +20,10 @@ INFRA = Path(__file__).resolve().parents[2] / "infra"
 ORTHANC_CONFIGS = {
     "local": INFRA / "orthanc" / "local.json",
     "partner": INFRA / "orthanc" / "partner.json",
+    "shared": INFRA / "orthanc" / "shared.json",
 }
+"""The originals of the local hospital, a partner's own store, and the de-identified copies
+partners read (JISR_SHARED_STORE_URL), each an Orthanc of its own."""
 COTURN_CONF = INFRA / "coturn" / "turnserver.conf"
 NGINX_TEMPLATE = INFRA / "nginx" / "jisr.conf.template"
 REDIS_CONF = INFRA / "redis" / "redis.conf"

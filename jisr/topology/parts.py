@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("referral", "imaging", "teleconsult")
 ORTHANC = Path(os.environ.get("JISR_ORTHANC", "/usr/sbin/Orthanc"))
 PLUGINS = Path("/usr/share/orthanc/plugins")
-ORTHANCS = ("local", "partner")
+ORTHANCS = ("local", "partner", "shared")
 RELAY_PORTS = 40
 """coturn's relay range here: enough for a few calls, from a free port up."""
 
@@ -40,14 +40,15 @@ class Ports:
 
     @classmethod
     def pick(cls, proxy: int | None) -> Ports:
-        p = free_ports(10)
+        n = len(ORTHANCS)
+        p = free_ports(6 + 2 * n)
         return cls(
             proxy=proxy or p[0],
             services=dict(zip(SERVICES, p[1:4], strict=True)),
-            orthanc_http={"local": p[4], "partner": p[5]},
-            orthanc_dicom={"local": p[6], "partner": p[7]},
-            turn=p[8],
-            relay=p[9],
+            orthanc_http=dict(zip(ORTHANCS, p[4 : 4 + n], strict=True)),
+            orthanc_dicom=dict(zip(ORTHANCS, p[4 + n : 4 + 2 * n], strict=True)),
+            turn=p[4 + 2 * n],
+            relay=p[5 + 2 * n],
         )
 
 
@@ -80,7 +81,7 @@ def orthancs(
     env: Mapping[str, str],
     postgres: Mapping[str, Mapping[str, Any]] | None,
 ) -> dict[str, Process]:
-    """Both Orthancs from `infra/orthanc/`; `postgres` is each one's index database, or None."""
+    """The Orthancs from `infra/orthanc/`; `postgres` is each one's index database, or None."""
     made = {}
     for which in ORTHANCS:
         folder = folders.root / f"orthanc-{which}"
@@ -159,17 +160,31 @@ def applications(
     return made
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write `text` readable by this user alone (mode 0600), from the first byte on."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
 def proxy(folders: Folders, ports: Ports, env: Mapping[str, str]) -> Process:
-    """nginx from `infra/nginx/jisr.conf.template`, every file it writes under the run's folder."""
+    """nginx from `infra/nginx/jisr.conf.template`, every file it writes under the run's folder.
+
+    Its configuration holds the shared Orthanc's credentials (WADO-RS is sent from there):
+    only this user may read it.
+    """
     prefix = folders.root / "nginx"
     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (prefix / "tmp" / kind).mkdir(parents=True, exist_ok=True)
     server = folders.conf / "jisr.conf"
-    server.write_text(
+    write_private(
+        server,
         configs.nginx_server(
             port=ports.proxy,
             upstreams={name: f"127.0.0.1:{port}" for name, port in ports.services.items()},
-        )
+            env=env,
+        ),
     )
     main = folders.conf / "nginx.conf"
     main.write_text(

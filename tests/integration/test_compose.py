@@ -16,11 +16,13 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 import yaml
@@ -33,8 +35,11 @@ from jisr import cli, serve
 from jisr.topology import TopologyError, check_redis, configs
 from jisr.topology.processes import Process, free_port, listening, wait_until
 from shared import health, tasks
+from shared.i18n import translate
+from shared.problems import PROBLEM_JSON, RETRY_AFTER_S
 from shared.settings import Settings
 from tests.conftest import missing_part
+from tests.imaging.proxy import running_nginx
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -100,6 +105,7 @@ def test_the_compose_file_has_every_part_of_the_design() -> None:
         "redis",
         "orthanc",
         "orthanc-partner",
+        "orthanc-shared",
         "coturn",
         "migrate",
         *APP_SERVICES,
@@ -325,7 +331,8 @@ def test_the_proxy_upstreams_are_the_compose_services_on_their_port() -> None:
         assert set(SERVICES[service]["networks"]) & set(proxy["networks"])
     assert f"{env['PROXY_PORT']}:{env['PROXY_PORT']}" in proxy["ports"]
     placeholders = set(re.findall(r"\$\{([A-Z_]+)\}", TEMPLATE))
-    assert placeholders == set(env) - {"NGINX_ENVSUBST_FILTER"}
+    # The shared store's Basic credentials are made by the container's command (below).
+    assert placeholders == set(env) - {"NGINX_ENVSUBST_FILTER"} | {"SHARED_STORE_AUTHORIZATION"}
     flt = env["NGINX_ENVSUBST_FILTER"].replace("$$", "$")
     assert all(re.search(flt, name) for name in placeholders)
 
@@ -377,6 +384,55 @@ def test_nginx_accepts_the_configuration(tmp_path: Path, env: dict[str, str]) ->
     assert checked.returncode == 0, checked.stderr
 
 
+def test_a_service_silent_past_the_proxys_timeout_is_a_retryable_504_problem(
+    tmp_path: Path,
+) -> None:
+    """nginx's own 504 (the template's, its read timeout cut to a second for the test) is the
+    problem the services answer when they cannot serve, with Retry-After, not nginx's page."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections complete in the kernel; nobody ever answers
+        upstream = f"127.0.0.1:{silent.getsockname()[1]}"
+        upstreams = dict.fromkeys(APP_SERVICES, upstream)
+
+        def quick(conf: str) -> str:
+            return conf.replace("proxy_read_timeout 120s;", "proxy_read_timeout 1s;")
+
+        with running_nginx(tmp_path, upstreams, {}, edit=quick) as url:
+            answer = httpx.get(url + "/api/referrals", headers={"X-Request-ID": "slow-1"})
+
+    assert answer.status_code == 504
+    assert answer.headers["content-type"] == PROBLEM_JSON
+    assert answer.headers["retry-after"] == str(RETRY_AFTER_S)
+    assert answer.headers["x-request-id"] == "slow-1"
+    assert answer.json() == {
+        "type": "urn:jisr:problem:service-unavailable",
+        "title": translate("problem.service_unavailable", "en"),
+        "status": 504,
+        "detail": "the service did not answer in time; try again",
+        "request_id": "slow-1",
+    }
+
+
+def test_nginx_problems_are_the_services_problem_types() -> None:
+    """Each `error_page` names a location whose JSON body parses, with the type, title and
+    Retry-After the services give the same failure (shared/problems.py)."""
+    pages = dict(re.findall(r"^\s{4}error_page (\d+) (@\w+);", TEMPLATE, re.MULTILINE))
+    assert set(pages) == {"413", "502", "503", "504"}
+    for status, name in pages.items():
+        block = location_block(TEMPLATE, name)
+        returned = re.search(r"return (\d+) '(.*)\\n';", block)
+        assert returned and returned.group(1) == status, name
+        body = json.loads(returned.group(2).replace("$jisr_request_id", "id-1"))
+        slug = "payload_too_large" if status == "413" else "service_unavailable"
+        assert body["type"] == f"urn:jisr:problem:{slug.replace('_', '-')}"
+        assert body["title"] == translate(f"problem.{slug}", "en")
+        assert body["status"] == int(status) and body["request_id"] == "id-1" and body["detail"]
+        assert "default_type application/problem+json;" in block
+        assert ("add_header Retry-After 2 always;" in block) == (status != "413")
+    assert RETRY_AFTER_S == 2
+
+
 def location_block(text: str, pattern: str) -> str:
     """The body of `location <pattern> { ... }` (the template's `${...}` braces balance)."""
     match = re.search(r"location\s+" + re.escape(pattern) + r"\s*\{", text)
@@ -404,8 +460,8 @@ def test_the_wado_redirect_location_is_internal_and_matches_the_setting() -> Non
     assert 'proxy_set_header X-Jisr-Store-Status "";' in dicomweb
     assert Settings(imaging_accel_redirect=configs.ACCEL_REDIRECT).imaging_accel_redirect
     assert Settings().imaging_accel_redirect is None  # `jisr run` streams through Python
-    example = (ROOT / "infra" / "env" / "jisr.env.example").read_text()
-    assert f"# JISR_IMAGING_ACCEL_REDIRECT={configs.ACCEL_REDIRECT}\n" in example
+    example = active_env(ROOT / "infra" / "env" / "shared-store.env.example")
+    assert example["JISR_IMAGING_ACCEL_REDIRECT"] == configs.ACCEL_REDIRECT
 
 
 def test_nginx_proxies_the_shared_orthanc_only_when_wado_is_redirected_to_it() -> None:
@@ -421,19 +477,63 @@ def test_nginx_proxies_the_shared_orthanc_only_when_wado_is_redirected_to_it() -
     assert on["SHARED_STORE_AUTHORIZATION"] == "Basic amlzcjpwYSJzcyB3b3JkOw=="
     with pytest.raises(ValueError, match="host:port only"):
         configs.shared_store_proxy({**SHARED_ORTHANC_ENV, "JISR_SHARED_STORE_URL": "http://o/x"})
-    proxy = SERVICES["proxy"]["environment"]
-    assert proxy["SHARED_STORE_UPSTREAM"] == configs.NO_SHARED_STORE  # files in compose
-    assert not any(
-        k.startswith("JISR_SHARED_STORE") for k in SERVICES["imaging"].get("environment", {})
-    )
+
+
+SHARED_STORE_ENV = ROOT / "infra" / "env" / "shared-store.env.example"
+
+
+def test_compose_redirects_wado_to_the_shared_orthanc_the_services_store_copies_in(
+    tmp_path: Path,
+) -> None:
+    """Imaging and the worker store in and read from the shared Orthanc; nginx proxies it with
+    the Basic credentials its command makes, the same `shared_store_proxy` makes here."""
+    shared = active_env(SHARED_STORE_ENV)
+    expected = configs.shared_store_proxy(shared)
+    assert expected["SHARED_STORE_UPSTREAM"] == "orthanc-shared:8042"
+    for name in ("imaging", "worker", "proxy"):
+        assert "infra/env/shared-store.env" in SERVICES[name]["env_file"], name
+    proxy = SERVICES["proxy"]
+    assert proxy["environment"]["SHARED_STORE_UPSTREAM"] == expected["SHARED_STORE_UPSTREAM"]
+    assert proxy["depends_on"]["orthanc-shared"] == {"condition": "service_healthy"}
+    # The container's shell line, with compose's `$$` made `$` and the image's entrypoint
+    # replaced by one that prints what nginx's envsubst would get.
+    assert proxy["entrypoint"] == ["/bin/sh", "-c"]
+    (script,) = proxy["command"]
+    script = script.replace("$$", "$")
+    assert script.endswith("exec /docker-entrypoint.sh nginx -g 'daemon off;'")
+    shell, printer = shutil.which("sh"), tmp_path / "entrypoint"
+    printer.write_text('#!/bin/sh\nprintf %s "$SHARED_STORE_AUTHORIZATION"\n')
+    printer.chmod(0o700)
+    for password in (shared["JISR_SHARED_STORE_PASSWORD"], 'p@ss:wörd "$x" ;'):
+        made = subprocess.run(  # noqa: S603 - a shell on the compose file's own line
+            [str(shell), "-c", script.replace("/docker-entrypoint.sh", str(printer))],
+            env={**shared, "JISR_SHARED_STORE_PASSWORD": password, "PATH": os.environ["PATH"]},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        wanted = configs.shared_store_proxy({**shared, "JISR_SHARED_STORE_PASSWORD": password})
+        assert made.stdout == wanted["SHARED_STORE_AUTHORIZATION"]
 
 
 # -- Orthanc, coturn, Redis, Celery: safe defaults -------------------------------------------
 
 
-@pytest.mark.parametrize("which", ["local", "partner"])
+ORTHANC_CONTAINERS = {"local": "orthanc", "partner": "orthanc-partner", "shared": "orthanc-shared"}
+
+
+def container_env(name: str) -> dict[str, str]:
+    """What the container's env files set (from their examples)."""
+    found: dict[str, str] = {}
+    for path in SERVICES[name].get("env_file", []):
+        found.update(active_env(ROOT / f"{path}.example"))
+    return found
+
+
+@pytest.mark.parametrize("which", sorted(ORTHANC_CONTAINERS))
 def test_each_orthanc_is_locked_down(which: str) -> None:
     config = json.loads(configs.ORTHANC_CONFIGS[which].read_text())
+    container = ORTHANC_CONTAINERS[which]
     assert config["AuthenticationEnabled"] is True
     assert config["RemoteAccessAllowed"] is True  # other containers; authentication is on
     assert config["ExecuteLuaEnabled"] is False and config["LuaScripts"] == []
@@ -441,11 +541,24 @@ def test_each_orthanc_is_locked_down(which: str) -> None:
     assert config["HttpDescribeErrors"] is False
     # No credential in the file: Orthanc fills the placeholders from its environment.
     users = config["RegisteredUsers"]
-    assert users == {"${JISR_ORTHANC_USERNAME}": "${JISR_ORTHANC_PASSWORD}"}
-    assert config["PostgreSQL"]["Password"] == "${ORTHANC_DB_PASSWORD}"
-    orthanc_env = env_file(ROOT / "infra" / "env" / "orthanc.env.example")
+    password = config["PostgreSQL"]["Password"]
+    if which == "shared":
+        # Credentials of its own: nginx holds them, and they must open no original.
+        assert users == {"${JISR_SHARED_STORE_USERNAME}": "${JISR_SHARED_STORE_PASSWORD}"}
+        assert password == "${SHARED_ORTHANC_DB_PASSWORD}"
+        assert config["DicomServerEnabled"] is False  # copies arrive from imaging alone
+        assert not set(container_env(container)) & {"JISR_ORTHANC_PASSWORD", "POSTGRES_PASSWORD"}
+    else:
+        assert users == {"${JISR_ORTHANC_USERNAME}": "${JISR_ORTHANC_PASSWORD}"}
+        assert password == "${ORTHANC_DB_PASSWORD}"
+    given = container_env(container)
     for placeholder in re.findall(r"\$\{([A-Z_]+)\}", json.dumps(config)):
-        assert placeholder in orthanc_env
+        assert placeholder in given, (container, placeholder)
+    # Its index database is created on PostgreSQL's first start, owned by the role it uses.
+    init = (ROOT / "infra" / "postgres" / "init-orthanc.sh").read_text()
+    index = config["PostgreSQL"]
+    assert f"CREATE DATABASE {index['Database']} OWNER {index['Username']};" in init
+    assert "orthanc-shared.env" in " ".join(SERVICES["postgres"]["env_file"])
     plugins = [Path(p).name for p in config["Plugins"]]
     assert plugins == ["libOrthancDicomWeb.so", configs.POSTGRESQL_INDEX_PLUGIN]
     assert config["DicomWeb"]["Enable"] is True
@@ -456,14 +569,29 @@ def test_only_imaging_and_the_worker_reach_the_orthancs() -> None:
     stores = COMPOSE["networks"]["stores"]
     assert stores.get("internal") is True
     on_stores = {name for name, spec in SERVICES.items() if "stores" in spec.get("networks", [])}
-    assert on_stores == {"orthanc", "orthanc-partner", "imaging", "worker", "postgres"}
-    for name in ("orthanc", "orthanc-partner"):
+    assert on_stores == {
+        "orthanc",
+        "orthanc-partner",
+        "orthanc-shared",
+        "imaging",
+        "worker",
+        "postgres",
+    }
+    for which, name in ORTHANC_CONTAINERS.items():
         assert "ports" not in SERVICES[name]
-        assert SERVICES[name]["networks"] == ["stores"]
         mount = SERVICES[name]["volumes"][0]
-        assert mount.startswith(
-            f"./infra/orthanc/{'local' if name == 'orthanc' else 'partner'}.json:"
-        )
+        assert mount.startswith(f"./infra/orthanc/{which}.json:")
+    assert SERVICES["orthanc"]["networks"] == SERVICES["orthanc-partner"]["networks"] == ["stores"]
+
+
+def test_nginx_reaches_the_shared_orthanc_alone_of_the_stores() -> None:
+    """The proxy sends WADO-RS from the shared Orthanc: on a network with it and nothing else,
+    never on `stores` (the originals, PostgreSQL) nor `backend`."""
+    assert COMPOSE["networks"]["shared-store"].get("internal") is True
+    on_it = {n for n, spec in SERVICES.items() if "shared-store" in spec.get("networks", [])}
+    assert on_it == {"orthanc-shared", "proxy"}
+    assert SERVICES["orthanc-shared"]["networks"] == ["stores", "shared-store"]
+    assert set(SERVICES["proxy"]["networks"]) == {"edge", "shared-store"}
 
 
 def coturn_settings() -> list[tuple[str, str]]:

@@ -1,8 +1,9 @@
 """The production topology on this machine (`jisr run-services`), used through its one origin.
 
-Real PostgreSQL and Redis, two Orthancs on the PostgreSQL index, coturn, the three
-services each in its own process, a Celery worker and beat, nginx in front: a demo
-user signs in, submits a referral, stores a study, and the metrics move.
+Real PostgreSQL and Redis, three Orthancs on the PostgreSQL index (the originals, a
+partner's store, the shared copies), coturn, the three services each in its own process,
+a Celery worker and beat, nginx in front: a demo user signs in, submits a referral,
+stores a study, shares it, the partner reads it through nginx, and the metrics move.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -20,8 +22,11 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from jisr.topology import OrthancEndpoint, Topology
+from jisr.topology import OrthancEndpoint, Topology, configs
 from jisr.topology.processes import wait_until
+from shared.i18n import translate
+from shared.problems import PROBLEM_JSON, RETRY_AFTER_S
+from tests.imaging.test_wado_passthrough import ACCEPT, dicom_parts
 from tests.integration.test_health_metrics import sample
 from tests.topology import topology  # noqa: F401 - the fixture, used by name
 
@@ -67,6 +72,8 @@ def test_every_part_is_ready_behind_one_origin(topology: Topology) -> None:  # n
     imaging = httpx.get(topology.proxy_url + "/_ops/imaging/readyz").json()
     assert set(imaging["stores"]) == {"DZ-ORAN-EHU", "FR-PARIS-APHP"}
     assert all(answer.startswith("Orthanc 1.") for answer in imaging["stores"].values())
+    # The de-identified copies are in the shared Orthanc, not files.
+    assert imaging["shared_store"].startswith("Orthanc 1."), imaging
     teleconsult = httpx.get(topology.proxy_url + "/_ops/teleconsult/readyz").json()
     assert teleconsult["signalling"] == "ok" and teleconsult["broker"] == "ok"
     # The public origin does not publish metrics; operators read them at /_ops/.
@@ -190,13 +197,8 @@ def orthanc_studies(o: OrthancEndpoint, study_uid: str) -> list[str]:
     return ids
 
 
-def test_a_share_is_forwarded_by_the_worker_to_the_partners_orthanc_with_the_request_id(
-    topology: Topology,  # noqa: F811
-) -> None:
-    """Referral, STOW, share, forward: the worker pushes the de-identified copy to the partner.
-
-    The request id given to the forward request is in the worker's JSON log lines.
-    """
+def shared_for_the_partner(topology: Topology) -> tuple[int, str, str]:  # noqa: F811
+    """STOW, referral, share, all through the proxy: (share id, copy's UID, original's UID)."""
     proxy = topology.proxy_url
     radiologist = bearer(token(topology, "oran.radiologist"))
     data, study_uid = fresh_study()
@@ -225,6 +227,19 @@ def test_a_share_is_forwarded_by_the_worker_to_the_partners_orthanc_with_the_req
     assert share.status_code == 201, share.text
     share_id, shared_uid = share.json()["id"], share.json()["shared_study_uid"]
     assert share.json()["status"] == "ready" and shared_uid != study_uid
+    return share_id, shared_uid, study_uid
+
+
+def test_a_share_is_forwarded_by_the_worker_to_the_partners_orthanc_with_the_request_id(
+    topology: Topology,  # noqa: F811
+) -> None:
+    """Referral, STOW, share, forward: the worker pushes the de-identified copy to the partner.
+
+    The request id given to the forward request is in the worker's JSON log lines.
+    """
+    proxy = topology.proxy_url
+    radiologist = bearer(token(topology, "oran.radiologist"))
+    share_id, shared_uid, study_uid = shared_for_the_partner(topology)
 
     partner = bearer(token(topology, "aphp.specialist"))
     refused = httpx.post(f"{proxy}/api/imaging/shares/{share_id}/forward", headers=partner)
@@ -251,6 +266,118 @@ def test_a_share_is_forwarded_by_the_worker_to_the_partners_orthanc_with_the_req
     entries = [json.loads(line) for line in lines if line.startswith("{")]
     followed = [e for e in entries if e.get("request_id") == request_id]
     assert followed, "the worker logged nothing with the request's id"
+
+
+def test_the_partner_reads_the_copy_from_the_shared_orthanc_sent_by_nginx(
+    topology: Topology,  # noqa: F811
+) -> None:
+    """The copy is stored in the shared Orthanc (not the originals' nor files); the imaging
+    service answers the partner's WADO-RS with an empty redirect, and nginx sends Orthanc's
+    own answer, byte for byte; a third institution gets the service's 404 and no bytes."""
+    _, shared_uid, study_uid = shared_for_the_partner(topology)
+    shared, local = topology.orthancs["shared"], topology.orthancs["local"]
+    assert len(orthanc_studies(shared, shared_uid)) == 1
+    assert orthanc_studies(shared, study_uid) == []  # never an original
+    assert orthanc_studies(local, shared_uid) == []
+    assert not (topology.data_dir / "imaging" / "shared").exists()
+    path = f"/dicomweb/studies/{shared_uid}"
+    reader = {**bearer(token(topology, "aphp.radiologist")), **ACCEPT}
+
+    through_nginx = httpx.get(topology.proxy_url + path, headers=reader, timeout=60)
+    service_alone = httpx.get(topology.service_urls["imaging"] + path, headers=reader)
+    direct = httpx.get(
+        f"{shared.url}/dicom-web/studies/{shared_uid}",
+        headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
+        auth=(shared.username, shared.password),
+    )
+    stranger = httpx.get(
+        topology.proxy_url + path,
+        headers={**bearer(token(topology, "curie.radiologist")), **ACCEPT},
+    )
+
+    assert through_nginx.status_code == 200, through_nginx.text
+    files = dicom_parts(through_nginx)
+    assert len(files) == 1 and files == dicom_parts(direct)
+    assert dcmread(io.BytesIO(files[0])).StudyInstanceUID == shared_uid
+    assert through_nginx.headers["cache-control"] == "no-store"  # the internal location's
+    assert shared.password not in str(through_nginx.headers)
+    assert service_alone.status_code == 200 and service_alone.content == b""
+    assert (
+        service_alone.headers["x-accel-redirect"] == f"{configs.ACCEL_REDIRECT}studies/{shared_uid}"
+    )
+    assert stranger.status_code == 404, stranger.text
+    assert stranger.headers["content-type"] == "application/problem+json"
+    assert b"DICM" not in stranger.content
+    # nginx's configuration holds the shared Orthanc's credentials: this user's alone.
+    conf = topology.data_dir.parent / "conf" / "jisr.conf"
+    assert (
+        configs.shared_store_proxy(topology.env)["SHARED_STORE_AUTHORIZATION"] in conf.read_text()
+    )
+    assert conf.stat().st_mode & 0o777 == 0o600
+
+
+def nginx_problem(response: httpx.Response, status: int, slug: str) -> dict[str, object]:
+    """A problem nginx made itself, shaped like the services' (shared/problems.py)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body: dict[str, object] = response.json()
+    assert body == {
+        "type": f"urn:jisr:problem:{slug.replace('_', '-')}",
+        "title": translate(f"problem.{slug}", "en"),
+        "status": status,
+        "detail": body["detail"],
+        "request_id": response.headers["x-request-id"],
+    }
+    assert body["detail"] and "nginx" not in response.text
+    return body
+
+
+def test_a_body_over_the_proxys_cap_is_a_413_problem_and_reaches_no_service(
+    topology: Topology,  # noqa: F811
+) -> None:
+    referrer = bearer(token(topology, "oran.referrer"))
+    listed = httpx.get(topology.proxy_url + "/api/referrals", headers=referrer)
+    assert listed.status_code == 200, listed.text
+    request_id = f"too-big-{uuid.uuid4().hex}"
+    headers = {**referrer, "Idempotency-Key": uuid.uuid4().hex, "X-Request-ID": request_id}
+    headers["Content-Type"] = "application/json"
+    body = b'{"question": "' + b"x" * (26 * 1024 * 1024) + b'"}'
+
+    refused = httpx.post(topology.proxy_url + "/api/referrals", content=body, headers=headers)
+
+    problem = nginx_problem(refused, 413, "payload_too_large")
+    assert problem["request_id"] == request_id
+    after = httpx.get(topology.proxy_url + "/api/referrals", headers=referrer)
+    assert after.json() == listed.json()
+    logged = (topology.log_dir / "referral.log").read_text()
+    assert request_id not in logged  # nginx refused it before the service saw a byte
+
+
+def test_a_service_down_is_a_retryable_502_problem_from_the_proxy(
+    topology: Topology,  # noqa: F811
+) -> None:
+    """The teleconsult service stopped: its paths are a problem with Retry-After (as the
+    services' own 503), the other services still answer; back when it is."""
+    referrer = bearer(token(topology, "oran.referrer"))
+    teleconsult = topology.processes["teleconsult"]
+    teleconsult.stop()
+    try:
+        down = httpx.get(
+            topology.proxy_url + "/api/teleconsults",
+            headers={**referrer, "X-Request-ID": 'not "sane" {id}'},
+        )
+        referrals = httpx.get(topology.proxy_url + "/api/referrals", headers=referrer)
+    finally:
+        teleconsult.start()
+        topology.wait_ready("teleconsult")
+
+    problem = nginx_problem(down, 502, "service_unavailable")
+    assert down.headers["retry-after"] == str(RETRY_AFTER_S)
+    # An id that is not a sane token is replaced by nginx's own, as the services do.
+    assert re.fullmatch(r"[0-9a-f]{32}", str(problem["request_id"]))
+    assert referrals.status_code == 200
+    back = httpx.get(topology.proxy_url + "/api/teleconsults", headers=referrer)
+    assert back.status_code == 200, back.text
 
 
 def test_teleconsult_answers_its_paths_through_the_proxy(topology: Topology) -> None:  # noqa: F811
