@@ -1,26 +1,35 @@
 """QIDO-RS for partners (PS3.18 §10.6): search the de-identified studies shared with the caller.
 
-Answers come from the shared store only, and only for studies of ready shares
-whose provider (or origin) is the caller's institution; anything else is 404,
-never 403, so that a UID's existence does not leak. Matching follows PS3.4
-C.2.2.2 as the stores implement it: StudyInstanceUID, PatientID, PatientName,
-AccessionNumber (wildcards), StudyDate (ranges), ModalitiesInStudy; `limit`
-and `offset` page the result. Unsupported keys are ignored (PS3.18 §8.3.4.1
-lets an origin server do so). Responses are `application/dicom+json`.
+Every resource of Table 10.6.1-2 is here: `/studies`, `/studies/{study}/series`,
+`/studies/{study}/series/{series}/instances`, `/studies/{study}/instances`,
+`/series` and `/instances`. Answers come from the shared store only, and only
+for studies of ready shares whose provider (or origin) is the caller's
+institution: a search over all studies finds none of the others, a study the
+caller may not read is 404, never 403, so that a UID's existence does not leak.
+The query is checked first (`qido_params`): an invalid one is 400 whoever asks.
+`limit` and `offset` page the result. Responses are `application/dicom+json`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Iterable
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from services.imaging.dicomweb.qido_params import Level, Search, parse
 from services.imaging.locations import shared_copies
 from services.imaging.shares import repository as shares
-from services.imaging.stores import InstanceRef, NotFoundInStore, SeriesSummary, StudySummary
+from services.imaging.stores import (
+    InstanceRef,
+    NotFoundInStore,
+    SeriesSummary,
+    Store,
+    StudySummary,
+)
 from shared.identity.deps import Caller, CurrentUser, PlatformDep, Session
-from shared.problems import BadRequest, NotFound
+from shared.problems import NotFound
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 
@@ -95,81 +104,148 @@ def instance_json(instance: InstanceRef, base: str) -> dict[str, Any]:
     }
 
 
-def _page(items: list[Any], offset: int, limit: int | None) -> list[Any]:
-    return items[offset : offset + limit if limit is not None else None]
+def _page(items: list[Any], search: Search) -> list[Any]:
+    end = search.offset + search.limit if search.limit is not None else None
+    return items[search.offset : end]
 
 
-def _answer(items: list[dict[str, Any]]) -> JSONResponse:
-    return JSONResponse(items, media_type=DICOM_JSON)
+def _answer(items: list[dict[str, Any]], search: Search, request: Request) -> JSONResponse:
+    headers = {}
+    if search.fuzzy:  # PS3.18 §8.3.4.1: say that only literal matching was done
+        headers["Warning"] = (
+            f'299 {request.url.hostname}: "The fuzzymatching parameter is not supported.'
+            ' Only literal matching has been performed."'
+        )
+    return JSONResponse(items, media_type=DICOM_JSON, headers=headers)
 
 
-Limit = Annotated[int | None, Query(ge=0, le=10_000)]
-Offset = Annotated[int, Query(ge=0)]
-Text = Annotated[str | None, Query(max_length=256)]
+def _search(request: Request, *levels: Level) -> Search:
+    return parse(request.query_params.multi_items(), levels)
+
+
+async def _studies(
+    session: Session, caller: Caller, store: Store, search: Search
+) -> list[StudySummary]:
+    """The caller's visible studies that match the study keys, in the stores' order.
+
+    The store narrows by the keys it matches itself; `matches_study` then applies
+    every key (UID and modality lists, descriptions) alike on both stores."""
+    visible = await shares.visible_study_uids(session, institution_id=caller.institution_id)
+    wanted = search.uids("StudyInstanceUID")
+    if wanted is not None:
+        visible = visible & wanted
+    if not visible:
+        return []
+    found = await store.studies(
+        study_uid=next(iter(visible)) if len(visible) == 1 else None,
+        patient_id=search.get("PatientID"),
+        patient_name=search.get("PatientName"),
+        accession_number=search.get("AccessionNumber"),
+        study_date=search.get("StudyDate"),
+        modality=search.single("ModalitiesInStudy"),
+    )
+    return [s for s in found if s.study_uid in visible and search.matches_study(s)]
+
+
+async def _series(store: Store, study_uids: Iterable[str], search: Search) -> list[SeriesSummary]:
+    """The matching series of these studies; a study the store no longer holds has none."""
+    found: list[SeriesSummary] = []
+    for uid in study_uids:
+        try:
+            found += [s for s in await store.series(uid) if search.matches_series(s)]
+        except NotFoundInStore:
+            continue
+    return found
+
+
+async def _instances_of(store: Store, study_uid: str, search: Search) -> list[InstanceRef]:
+    """The matching instances of one study, within its matching series; NotFoundInStore if none."""
+    found = await store.instances(study_uid)
+    if search.asks(Level.SERIES):
+        series = {s.series_uid for s in await store.series(study_uid) if search.matches_series(s)}
+        found = [i for i in found if i.series_uid in series]
+    return [i for i in found if search.matches_instance(i)]
+
+
+async def _instances(store: Store, study_uids: Iterable[str], search: Search) -> list[InstanceRef]:
+    """The matching instances of these studies; a study the store no longer holds has none."""
+    found: list[InstanceRef] = []
+    for uid in study_uids:
+        try:
+            found += await _instances_of(store, uid, search)
+        except NotFoundInStore:
+            continue
+    return found
 
 
 @router.get("/studies", response_class=JSONResponse)
 async def search_studies(
-    request: Request,
-    session: Session,
-    caller: CurrentUser,
-    platform: PlatformDep,
-    StudyInstanceUID: Text = None,
-    PatientID: Text = None,
-    PatientName: Text = None,
-    AccessionNumber: Text = None,
-    StudyDate: Text = None,
-    ModalitiesInStudy: Text = None,
-    limit: Limit = None,
-    offset: Offset = 0,
+    request: Request, session: Session, caller: CurrentUser, platform: PlatformDep
 ) -> JSONResponse:
     """QIDO-RS Search For Studies (PS3.18 §10.6.1) among the studies shared with the caller."""
-    visible = await shares.visible_study_uids(session, institution_id=caller.institution_id)
-    if not visible or (StudyInstanceUID and StudyInstanceUID not in visible):
-        return _answer([])
-    base = base_url(request)
+    search = _search(request, Level.STUDY)
     async with shared_copies(platform) as store:
-        try:
-            found = await store.studies(
-                study_uid=StudyInstanceUID or None,
-                patient_id=PatientID or None,
-                patient_name=PatientName or None,
-                accession_number=AccessionNumber or None,
-                study_date=StudyDate or None,
-                modality=ModalitiesInStudy or None,
-            )
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from exc
-    studies = [study for study in found if study.study_uid in visible]
-    return _answer([study_json(study, base) for study in _page(studies, offset, limit)])
+        found = await _studies(session, caller, store, search)
+    base = base_url(request)
+    return _answer([study_json(s, base) for s in _page(found, search)], search, request)
+
+
+@router.get("/series", response_class=JSONResponse)
+async def search_all_series(
+    request: Request, session: Session, caller: CurrentUser, platform: PlatformDep
+) -> JSONResponse:
+    """QIDO-RS Search For Series (PS3.18 §10.6.1) of all the studies shared with the caller."""
+    search = _search(request, Level.STUDY, Level.SERIES)
+    async with shared_copies(platform) as store:
+        studies = await _studies(session, caller, store, search)
+        found = await _series(store, [s.study_uid for s in studies], search)
+    base = base_url(request)
+    return _answer([series_json(s, base) for s in _page(found, search)], search, request)
+
+
+@router.get("/instances", response_class=JSONResponse)
+async def search_all_instances(
+    request: Request, session: Session, caller: CurrentUser, platform: PlatformDep
+) -> JSONResponse:
+    """QIDO-RS Search For Instances (PS3.18 §10.6.1) of all the studies shared with the caller."""
+    search = _search(request, Level.STUDY, Level.SERIES, Level.INSTANCE)
+    async with shared_copies(platform) as store:
+        studies = await _studies(session, caller, store, search)
+        found = await _instances(store, [s.study_uid for s in studies], search)
+    base = base_url(request)
+    return _answer([instance_json(i, base) for i in _page(found, search)], search, request)
 
 
 @router.get("/studies/{study}/series", response_class=JSONResponse)
 async def search_series(
-    request: Request,
-    study: str,
-    session: Session,
-    caller: CurrentUser,
-    platform: PlatformDep,
-    Modality: Text = None,
-    SeriesInstanceUID: Text = None,
-    limit: Limit = None,
-    offset: Offset = 0,
+    request: Request, study: str, session: Session, caller: CurrentUser, platform: PlatformDep
 ) -> JSONResponse:
     """QIDO-RS Search For Series of one shared study (PS3.18 §10.6.1)."""
+    search = _search(request, Level.SERIES)
     await entitled_study(session, caller, study)
     async with shared_copies(platform) as store:
         try:
-            found = await store.series(study)
+            found = [s for s in await store.series(study) if search.matches_series(s)]
         except NotFoundInStore as exc:
             raise NotFound("no such study") from exc
-    found = [
-        s
-        for s in found
-        if (not Modality or s.modality.upper() == Modality.upper())
-        and (not SeriesInstanceUID or s.series_uid == SeriesInstanceUID)
-    ]
-    return _answer([series_json(s, base_url(request)) for s in _page(found, offset, limit)])
+    base = base_url(request)
+    return _answer([series_json(s, base) for s in _page(found, search)], search, request)
+
+
+@router.get("/studies/{study}/instances", response_class=JSONResponse)
+async def search_study_instances(
+    request: Request, study: str, session: Session, caller: CurrentUser, platform: PlatformDep
+) -> JSONResponse:
+    """QIDO-RS Search For Instances of one shared study (PS3.18 §10.6.1), series keys too."""
+    search = _search(request, Level.SERIES, Level.INSTANCE)
+    await entitled_study(session, caller, study)
+    async with shared_copies(platform) as store:
+        try:
+            found = await _instances_of(store, study, search)
+        except NotFoundInStore as exc:
+            raise NotFound("no such study") from exc
+    base = base_url(request)
+    return _answer([instance_json(i, base) for i in _page(found, search)], search, request)
 
 
 @router.get("/studies/{study}/series/{series}/instances", response_class=JSONResponse)
@@ -180,16 +256,15 @@ async def search_instances(
     session: Session,
     caller: CurrentUser,
     platform: PlatformDep,
-    SOPInstanceUID: Text = None,
-    limit: Limit = None,
-    offset: Offset = 0,
 ) -> JSONResponse:
     """QIDO-RS Search For Instances of one series of a shared study (PS3.18 §10.6.1)."""
+    search = _search(request, Level.INSTANCE)
     await entitled_study(session, caller, study)
     async with shared_copies(platform) as store:
         try:
             found = await store.instances(study, series)
         except NotFoundInStore as exc:
             raise NotFound("no such series") from exc
-    found = [i for i in found if not SOPInstanceUID or i.sop_instance_uid == SOPInstanceUID]
-    return _answer([instance_json(i, base_url(request)) for i in _page(found, offset, limit)])
+    found = [i for i in found if search.matches_instance(i)]
+    base = base_url(request)
+    return _answer([instance_json(i, base) for i in _page(found, search)], search, request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Any
 
@@ -28,13 +29,24 @@ def wildcard(pattern: str) -> re.Pattern[str]:
 
 
 def date_range(value: str) -> tuple[str, str]:
-    """`YYYYMMDD`, `A-B`, `A-` or `-B` (PS3.4 C.2.2.2.5) as inclusive bounds; ValueError if not."""
+    """`YYYYMMDD`, `A-B`, `A-` or `-B` (PS3.4 C.2.2.2.5) as inclusive bounds; ValueError if not
+    (including a day no calendar has, such as 20241345)."""
     low, dash, high = value.partition("-")
     if not dash:
         high = low
-    if not (low or high) or any(part and not _DATE.fullmatch(part) for part in (low, high)):
+    if not (low or high) or any(part and not _is_date(part) for part in (low, high)):
         raise ValueError(f"not a DICOM date or date range: {value!r:.40}")
     return low or "00000000", high or "99999999"
+
+
+def _is_date(value: str) -> bool:
+    if not _DATE.fullmatch(value):
+        return False
+    try:
+        datetime.date(int(value[:4]), int(value[4:6]), int(value[6:]))
+    except ValueError:
+        return False
+    return True
 
 
 def study_order(study: StudySummary) -> tuple[int, str]:
