@@ -6,7 +6,8 @@ reads, lists and deletes (`/instances`, `/instances/{id}/file`, `/tools/find`,
 `/studies/{id}/series`, `DELETE /studies/{id}`); the DICOMweb plugin answers
 the two questions the REST API of Orthanc 1.10 cannot answer in one call:
 instances with their SOP Class (QIDO-RS, PS3.18 §10.6) and study metadata
-(WADO-RS, PS3.18 §10.4).
+(WADO-RS, PS3.18 §10.4), and takes several new files in one request (STOW-RS,
+PS3.18 §10.5).
 
 The plugin must run with `"StudiesMetadata": "Full"` (its default): with
 `"MainDicomTags"` it answers only the tags Orthanc indexes, without SOP Class
@@ -20,12 +21,12 @@ to `StoreUnavailable`, 401/403 (our credentials) and 502-504 likewise, 404 to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-import io
+import secrets
 import ssl
-import zipfile
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from typing import Any
 
 import httpx
@@ -52,6 +53,10 @@ __all__ = ["OrthancStore"]
 DICOM_JSON = "application/dicom+json"
 _RETRIEVE_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 _UNAVAILABLE = frozenset({401, 403, 502, 503, 504})
+_MULTIPART = "multipart/related"
+_STOW_ANSWERS = frozenset({400, 409})
+"""STOW-RS statuses whose Store Instances Response still says what was stored (PS3.18
+§10.5.3): 400 when some part failed, 409 when none was stored."""
 
 
 PREFETCH = 8
@@ -123,14 +128,23 @@ class OrthancStore:
         self, parts: Sequence[part10.Part10]
     ) -> list[StoredInstance | StoreError]:
         """One `POST /tools/find` for the SOP Instance UIDs Orthanc already holds, then the
-        new files together in one `POST /instances` (a ZIP archive); the first file is kept.
+        new files together in one STOW-RS request to the DICOMweb plugin; the first file
+        is kept.
 
         Orthanc names an instance by its patient and UIDs together, so the same
         SOP Instance UID under another Patient ID would be a second instance:
         hence the look-up first, and a UID sent twice in one call is uploaded
-        once. (Two such uploads from two calls at the same moment can still both
-        land; the file store's lock rules that out only within a process.)
+        once. The look-up decides what is new, so two calls of this process that
+        share UIDs take turns (`_claimed`): the second finds what the first
+        stored. (Two calls from two processes at the same moment can still both
+        land a UID, or both call it new; the file store's lock is per process too.)
         """
+        async with _claimed(self.base_url, {part.sop_instance_uid for part in parts}):
+            return await self._put_checked(parts)
+
+    async def _put_checked(
+        self, parts: Sequence[part10.Part10]
+    ) -> list[StoredInstance | StoreError]:
         results: list[StoredInstance | StoreError | None] = [None] * len(parts)
         try:
             held = await self._held([part.sop_instance_uid for part in parts])
@@ -160,7 +174,7 @@ class OrthancStore:
                 retry.append(i)
         if retry:
             for i, result in zip(
-                retry, await self.put_checked([parts[i] for i in retry]), strict=True
+                retry, await self._put_checked([parts[i] for i in retry]), strict=True
             ):
                 results[i] = result
         return [result for result in results if result is not None]
@@ -189,56 +203,45 @@ class OrthancStore:
     async def _upload_all(
         self, parts: Sequence[part10.Part10]
     ) -> list[StoredInstance | StoreError]:
-        """Upload files with distinct UIDs in one request: Orthanc answers a ZIP archive
-        with one status per file, in the archive's order, `AlreadyStored` for an instance
-        that came in since the look-up. One request instead of one per file spares this
-        process most of the HTTP work (measured: 0.2 s instead of 0.6 s for 200 files).
-
-        When Orthanc's answer does not give every file its status, each file is sent
-        alone for its own answer, and an `AlreadyStored` is new when the archive stored
-        it: Orthanc leaves out of a 200 answer a file it cannot read and carries on (the
-        archive's `Success` ids are ours), and answers 400 for a file it fails on after
-        storing the ones before it (the files ahead of the first one refused alone)."""
+        """Upload files with distinct UIDs that the look-up did not find, in one STOW-RS
+        request (PS3.18 §10.5) to the DICOMweb plugin: what its answer references was
+        stored, anything else was refused. One request instead of one per file spares
+        this process most of the HTTP work (measured: 0.2 s instead of 0.6 s for 200
+        files), and multipart costs Orthanc less than a ZIP archive (0.85 s instead of
+        1.05 s of Orthanc's time for the same 200 files)."""
         if len(parts) <= 1:
             return [await self._upload(part) for part in parts]
-        archive = await asyncio.to_thread(_zip, [part.data for part in parts])
-        stopped = False
+        boundary = secrets.token_hex(16)
+        chunks = _multipart(boundary, [part.data for part in parts])
         try:
             async with self._concurrency:
-                answer = await self._json(
-                    "store instances", self._client.post_instances(content=archive), rejects=True
+                response = await self._send(
+                    "store instances",
+                    self._client.post(
+                        f"{self._dicomweb}/studies",
+                        content=_each(chunks),
+                        headers={
+                            "Content-Type": f'{_MULTIPART}; type="application/dicom"; '
+                            f"boundary={boundary}",
+                            "Content-Length": str(sum(len(chunk) for chunk in chunks)),
+                            "Accept": DICOM_JSON,
+                        },
+                    ),
+                    answers=_STOW_ANSWERS,
                 )
-        except RejectedByStore:
-            answer, stopped = [], True
+            stored = _referenced(_decode(response, "store instances"))
         except StoreError as exc:
             return [exc] * len(parts)
-        statuses = (
-            [item for item in answer if isinstance(item, dict)] if isinstance(answer, list) else []
-        )
-        if len(statuses) == len(parts) and all(
-            item.get("Status") in ("Success", "AlreadyStored") for item in statuses
-        ):
-            return list(
-                await asyncio.gather(
-                    *(self._answer(part, item) for part, item in zip(parts, statuses, strict=True))
-                )
+        return [
+            part.stored(size=len(part.data), already_stored=False)
+            if part.sop_instance_uid in stored
+            else RejectedByStore(
+                f"Orthanc refused the file (STOW-RS answered {response.status_code})"
             )
-        ours = frozenset(
-            str(item.get("ID")) for item in statuses if item.get("Status") == "Success"
-        )
-        alone = list(await asyncio.gather(*(self._upload(part, ours) for part in parts)))
-        if stopped:
-            cut = next(
-                (i for i, r in enumerate(alone) if isinstance(r, RejectedByStore)), len(alone)
-            )
-            for i in range(cut):
-                if isinstance(alone[i], StoredInstance):
-                    alone[i] = parts[i].stored(size=len(parts[i].data), already_stored=False)
-        return alone
+            for part in parts
+        ]
 
-    async def _upload(
-        self, part: part10.Part10, stored_here: frozenset[str] = frozenset()
-    ) -> StoredInstance | StoreError:
+    async def _upload(self, part: part10.Part10) -> StoredInstance | StoreError:
         try:
             async with self._concurrency:
                 answer = await self._object(
@@ -246,20 +249,8 @@ class OrthancStore:
                     self._client.post_instances(content=part.data),
                     rejects=True,
                 )
-            return await self._answer(part, answer, stored_here)
-        except StoreError as exc:
-            return exc
-
-    async def _answer(
-        self, part: part10.Part10, answer: dict[str, Any], stored_here: frozenset[str] = frozenset()
-    ) -> StoredInstance | StoreError:
-        """What Orthanc's status for one uploaded file means; `stored_here` holds the ids this
-        call stored already (an `AlreadyStored` among them is still new)."""
-        try:
             status = answer.get("Status")
-            if status == "Success" or (
-                status == "AlreadyStored" and answer.get("ID") in stored_here
-            ):
+            if status == "Success":
                 return part.stored(size=len(part.data), already_stored=False)
             if status == "AlreadyStored":
                 size = await self._size(_field(answer, "ID"))
@@ -517,9 +508,15 @@ class OrthancStore:
         return _list_of_objects(await self._json(what, request), what)
 
     async def _send(
-        self, what: str, request: Awaitable[Any], *, rejects: bool = False
+        self,
+        what: str,
+        request: Awaitable[Any],
+        *,
+        rejects: bool = False,
+        answers: frozenset[int] = frozenset(),
     ) -> httpx.Response:
-        """Await one request; map every way it can fail to a `StoreError`."""
+        """Await one request; map every way it can fail to a `StoreError`, except the
+        statuses in `answers`, whose body says more."""
         try:
             response = await request
         except httpx.TimeoutException as exc:
@@ -531,7 +528,7 @@ class OrthancStore:
         if not isinstance(response, httpx.Response):
             raise StoreError(f"pyorthanc returned {type(response).__name__} ({what})")
         status = response.status_code
-        if status < 300:
+        if status < 300 or status in answers:
             return response
         try:
             await response.aread()  # a streamed answer: read its (short) error body, and close
@@ -549,14 +546,52 @@ class OrthancStore:
         raise StoreError(f"Orthanc answered {status} ({what}): {detail}")
 
 
-def _zip(files: Sequence[bytes]) -> bytes:
-    """Files in a ZIP archive, stored as they are (DICOM hardly compresses); entry names are
-    numbers, never from the data."""
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as out:
-        for number, data in enumerate(files):
-            out.writestr(f"{number:05d}.dcm", data)
-    return archive.getvalue()
+def _multipart(boundary: str, files: Sequence[bytes]) -> list[bytes]:
+    """A multipart/related body (RFC 2387) as chunks: the files are sent, not copied."""
+    chunks: list[bytes] = []
+    for data in files:
+        chunks += [f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode(), data]
+        chunks.append(b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return chunks
+
+
+async def _each(chunks: Sequence[bytes]) -> AsyncIterator[bytes]:
+    """Chunks as an async client sends them (a list would be taken as a blocking stream)."""
+    for chunk in chunks:
+        yield chunk
+
+
+def _referenced(answer: Any) -> frozenset[str]:
+    """The SOP Instance UIDs a Store Instances Response says were stored (PS3.18 Table
+    10.5.3-3, Referenced SOP Sequence)."""
+    sequence = answer.get("00081199") if isinstance(answer, dict) else None
+    items = sequence.get("Value") if isinstance(sequence, dict) else None
+    if not isinstance(items, list):
+        return frozenset()
+    return frozenset(_value(item, "00081155") for item in items if isinstance(item, dict))
+
+
+_claims: dict[tuple[str, str], asyncio.Event] = {}
+
+
+@contextlib.asynccontextmanager
+async def _claimed(base_url: str, uids: Iterable[str]) -> AsyncIterator[None]:
+    """Hold these SOP Instance UIDs of one Orthanc against every other call of this process
+    until the block ends; wait first while any is held. All are taken at once, after
+    waiting with none held, so two calls never wait on each other."""
+    keys = {(base_url, uid) for uid in uids}
+    while busy := [_claims[key] for key in keys if key in _claims]:
+        await busy[0].wait()
+    done = asyncio.Event()
+    for key in keys:
+        _claims[key] = done
+    try:
+        yield
+    finally:
+        for key in keys:
+            del _claims[key]
+        done.set()
 
 
 def _decode(response: httpx.Response, what: str) -> Any:
