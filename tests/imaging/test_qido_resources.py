@@ -137,6 +137,8 @@ async def test_the_new_resources_refuse_a_caller_without_a_token(
         ("/studies", "StudyDate=20241345", "StudyDate"),
         ("/studies", "00080020=20240230-", "00080020"),
         ("/studies", "PatientSize=1.8", "PatientSize"),
+        ("/studies", "ReferringPhysicianName=Smith", "ReferringPhysicianName"),
+        ("/studies", "Banana=", "Banana"),
         ("/studies", "Banana=1", "Banana"),
         ("/studies", "Modality=CT", "Modality"),  # a series key, not a study one
         ("/studies", "StudyInstanceUID=not-a-uid", "StudyInstanceUID"),
@@ -186,6 +188,8 @@ async def test_the_queries_ohif_sends_keep_working_and_find_only_whats_shared(
         "series": f"/dicomweb/studies/{uid}/series?includefield=0008103E,SeriesNumber",
         "instances": f"/dicomweb/studies/{uid}/instances?includefield=00080016&limit=101",
         "empty_values": "/dicomweb/studies?PatientName=&AccessionNumber=&limit=",
+        "return_keys": "/dicomweb/studies?00100030=&ReferringPhysicianName=&00080060",
+        "comma_list": f"/dicomweb/studies?0020000D=1.2.3,{uid}&ModalitiesInStudy=US,MR",
     }
     provider = shared.h(shared.provider_radiologist)
     stranger = shared.h(shared.stranger)
@@ -203,6 +207,8 @@ async def test_the_queries_ohif_sends_keep_working_and_find_only_whats_shared(
     assert len(found["series"].json()) == 2
     assert len(found["instances"].json()) == 5
     assert uids(found["empty_values"].json(), "0020000D") == [uid]
+    assert uids(found["return_keys"].json(), "0020000D") == [uid]
+    assert uids(found["comma_list"].json(), "0020000D") == [uid]
     assert fuzzy.status_code == 200 and len(fuzzy.json()) == 1
     assert "fuzzymatching" in fuzzy.headers["warning"]
     assert theirs.status_code == 200 and theirs.json() == []

@@ -5,16 +5,19 @@ A query key is a matching attribute, by keyword or by tag (`PatientID` or
 and `includefield`. Each resource accepts the attributes of its own level and
 of the levels above it that it spans (Table 10.6.1-2): `/studies` study keys;
 `/studies/{study}/series` series keys; `/series` study and series keys; and so
-on down to `/instances`, which takes all three. A key this server does not
-match on, a value that cannot match (an impossible date, a malformed UID) or a
-key given twice is an invalid query parameter: 400 with the key named
-(§8.3.4, §10.6.3), never a silent empty answer.
+on down to `/instances`, which takes all three. A value for a key this
+resource does not match on, a key that names no DICOM attribute, a value that
+cannot match (an impossible date, a malformed UID) or a key given twice is an
+invalid query parameter: 400 with the key named (§8.3.4, §10.6.3), never a
+silent empty answer.
 
-Matching follows PS3.4 C.2.2.2: UIDs by list (`\\`-separated), names, IDs and
-descriptions by wildcard (`*`, `?`), `StudyDate` by range, modalities by list;
-an empty value matches everything. `includefield` is accepted (`all`, tags or
-keywords) and the fixed return attributes of PS3.18 Table 10.6.3-3 to -5 are
-sent; `fuzzymatching=true` is answered with literal matching, as §8.3.4.1 allows.
+Matching follows PS3.4 C.2.2.2: UIDs by list (`,` or `\\` between them), names,
+IDs and descriptions by wildcard (`*`, `?`), `StudyDate` by range, modalities
+by list. A key with an empty value is a return key (universal matching, as a
+C-FIND-style client sends them), accepted for any DICOM attribute, as is
+`includefield` (`all`, tags or keywords); the fixed return attributes of PS3.18
+Table 10.6.3-3 to -5 are sent. `fuzzymatching=true` is answered with literal
+matching and a Warning, as §8.3.4.1 allows.
 """
 
 from __future__ import annotations
@@ -82,12 +85,12 @@ class Search:
     def uids(self, keyword: str) -> frozenset[str] | None:
         """A UID list key's UIDs; None when not given (universal matching)."""
         value = self.get(keyword)
-        return frozenset(value.split("\\")) if value else None
+        return frozenset(_values(value)) if value else None
 
     def single(self, keyword: str) -> str | None:
         """The value when it is one value (no list), for a store's own filter; else None."""
-        value = self.get(keyword)
-        return value if value and "\\" not in value else None
+        items = _values(self.get(keyword) or "")
+        return items[0] if len(items) == 1 else None
 
     def matches_study(self, study: StudySummary) -> bool:
         return (
@@ -136,6 +139,8 @@ def parse(items: Iterable[tuple[str, str]], levels: Iterable[Level]) -> Search:
             paging[raw_key] = value
             continue
         keyword = _keyword(raw_key)
+        if not value.strip() and _is_attribute(raw_key):
+            continue  # a return key (C-FIND style, or `?00080060`): universal matching
         if keyword not in allowed:
             raise BadRequest(
                 f"the query parameter {raw_key[:64]!r} is not a matching attribute of this"
@@ -152,6 +157,11 @@ def parse(items: Iterable[tuple[str, str]], levels: Iterable[Level]) -> Search:
         offset=_count(paging, "offset") or 0,
         fuzzy=_flag(paging, "fuzzymatching"),
     )
+
+
+def _values(value: str) -> list[str]:
+    """A list value's items: `\\` separates them in DICOM (OHIF sends it), `,` in PS3.18 URLs."""
+    return [item.strip() for item in re.split(r"[\\,]", value) if item.strip()]
 
 
 def _keyword(key: str) -> str:
@@ -173,8 +183,8 @@ def _check_value(key: str, how: str, value: str) -> None:
     value = value.strip()
     if not value:
         return
-    if how == _UIDS and not all(part10.is_uid(uid) for uid in value.split("\\")):
-        raise refuse("is not a UID or a list of UIDs separated by '\\'")
+    if how == _UIDS and not all(part10.is_uid(uid) for uid in _values(value)):
+        raise refuse("is not a UID or a list of UIDs (separated by ',' or '\\')")
     if how == _DATE:
         try:
             query.date_range(value)
@@ -184,13 +194,16 @@ def _check_value(key: str, how: str, value: str) -> None:
         raise refuse("is not an integer")
 
 
+def _is_attribute(name: str) -> bool:
+    """A tag or keyword, or a path of them into a sequence (`00400275.00400009`)."""
+    return all(_TAG.fullmatch(part) or part in keyword_dict for part in name.split("."))
+
+
 def _check_fields(value: str) -> None:
-    """`all`, or a comma-separated list of tags or keywords (a sequence's item as `seq.attr`)."""
+    """`all`, or a comma-separated list of attributes."""
     for name in value.split(","):
         name = name.strip()
-        if name == "all" or all(
-            _TAG.fullmatch(part) or part in keyword_dict for part in name.split(".")
-        ):
+        if name == "all" or _is_attribute(name):
             continue
         raise BadRequest(
             f"the query parameter 'includefield' names no DICOM attribute: {name[:64]!r}",
@@ -237,7 +250,7 @@ def _dated(value: str | None, date: str) -> bool:
 def _any_code(value: str | None, codes: Iterable[str]) -> bool:
     if value is None:
         return True
-    wanted = {code.strip().upper() for code in value.split("\\")}
+    wanted = {code.upper() for code in _values(value)}
     return any(code.upper() in wanted for code in codes)
 
 
