@@ -5,7 +5,9 @@ partner's, and the shared one holding the de-identified copies partners read, wh
 WADO-RS nginx sends itself) and coturn started from `infra/` adapted to loopback ports; each
 service on its own port through `jisr serve`; a Celery worker and beat on
 Redis; nginx in front on one port with the same paths as the embedded app.
-Migrations and the demo seed run once, as compose's `migrate` step does.
+Migrations and the demo seed run once, as compose's `migrate` step does. Every process
+runs with `JISR_ENVIRONMENT=production`, as in compose: the admin's password and the
+pseudonym secret are made once and kept in `<dir>/data/secrets.json` (mode 0600).
 
 `running()` is a context manager that starts everything, waits until it is
 ready, yields a `Topology` (the URLs, credentials and the processes) and stops
@@ -37,14 +39,14 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx
 import redis
 
-from jisr.topology import configs, parts
+from jisr.topology import configs, credentials, parts
 from jisr.topology.processes import (
     Process,
     TopologyError,
     listening,
     wait_until,
 )
-from shared.settings import DEV_ADMIN_PASSWORD, Settings
+from shared.settings import Settings
 
 __all__ = [
     "OrthancEndpoint",
@@ -310,7 +312,7 @@ def _plan(
     orthanc_password = secrets.token_urlsafe(18)
     # The shared Orthanc's own credentials: nginx holds them, and they open no original.
     shared_password = secrets.token_urlsafe(18)
-    credentials = {
+    logins = {
         which: (ORTHANC_USERNAME, shared_password if which == "shared" else orthanc_password)
         for which in parts.ORTHANCS
     }
@@ -318,7 +320,9 @@ def _plan(
     turn_url = f"turn:127.0.0.1:{ports.turn}"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("JISR_")},
-        "JISR_ENVIRONMENT": "development",
+        # Production, as compose: the development secrets are refused, so real ones are made.
+        "JISR_ENVIRONMENT": "production",
+        **credentials.lasting(folders.data),
         "JISR_DATABASE_URL": database_url,
         "JISR_BROKER_URL": broker_url,
         "JISR_SIGNALLING_URL": signalling_url,
@@ -337,7 +341,7 @@ def _plan(
         "PYTHONUNBUFFERED": "1",
         # De-identified copies in the shared Orthanc; nginx sends their WADO-RS bytes.
         **configs.shared_orthanc_env(
-            f"http://127.0.0.1:{ports.orthanc_http['shared']}", *credentials["shared"]
+            f"http://127.0.0.1:{ports.orthanc_http['shared']}", *logins["shared"]
         ),
         **environment,
     }
@@ -345,7 +349,7 @@ def _plan(
         proxy_url=f"http://127.0.0.1:{ports.proxy}",
         service_urls={name: f"http://127.0.0.1:{port}" for name, port in ports.services.items()},
         orthancs={
-            which: OrthancEndpoint(f"http://127.0.0.1:{port}", *credentials[which])
+            which: OrthancEndpoint(f"http://127.0.0.1:{port}", *logins[which])
             for which, port in ports.orthanc_http.items()
         },
         turn_url=turn_url,
@@ -398,11 +402,13 @@ def _migrate_and_seed(env: dict[str, str]) -> None:
     from jisr.cli import prepare
 
     settings = Settings(
-        environment="development",
+        environment=env["JISR_ENVIRONMENT"],
         database_url=env["JISR_DATABASE_URL"],
         data_dir=Path(env["JISR_DATA_DIR"]),
         seed_demo=env["JISR_SEED_DEMO"] == "true",
-        admin_password=env.get("JISR_ADMIN_PASSWORD", DEV_ADMIN_PASSWORD),
+        admin_password=env["JISR_ADMIN_PASSWORD"],
+        pseudonym_secret=env["JISR_PSEUDONYM_SECRET"],
+        turn_secret=env["JISR_TURN_SECRET"],
     )
     prepare(settings)
 
@@ -475,6 +481,7 @@ def _print_urls(t: Topology) -> None:
         *(f"  orthanc-{w:<4} {o.url}  (user {o.username})" for w, o in t.orthancs.items()),
         f"  coturn       {t.turn_url}",
         f"  database     {t.database_url}",
+        f"  secrets      {t.data_dir / credentials.FILE}  (admin's password: JISR_ADMIN_PASSWORD)",
         f"  broker       {t.broker_url}   signalling {t.signalling_url}",
         f"  logs         {t.log_dir}",
         *(f"  warning: {w}" for w in t.warnings),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jisr.topology import configs
+from jisr.topology import configs, credentials
 from jisr.topology.processes import Process, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,14 +160,6 @@ def applications(
     return made
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write `text` readable by this user alone (mode 0600), from the first byte on."""
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-
-
 def proxy(folders: Folders, ports: Ports, env: Mapping[str, str]) -> Process:
     """nginx from `infra/nginx/jisr.conf.template`, every file it writes under the run's folder.
 
@@ -178,7 +170,7 @@ def proxy(folders: Folders, ports: Ports, env: Mapping[str, str]) -> Process:
     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (prefix / "tmp" / kind).mkdir(parents=True, exist_ok=True)
     server = folders.conf / "jisr.conf"
-    write_private(
+    credentials.write_private(
         server,
         configs.nginx_server(
             port=ports.proxy,

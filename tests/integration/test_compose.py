@@ -32,7 +32,7 @@ from celery.bin.worker import worker as celery_worker
 from fastapi.routing import APIRoute, APIWebSocketRoute
 
 from jisr import cli, serve
-from jisr.topology import TopologyError, check_redis, configs
+from jisr.topology import TopologyError, check_redis, configs, credentials
 from jisr.topology.processes import Process, free_port, listening, wait_until
 from shared import health, tasks
 from shared.i18n import translate
@@ -740,6 +740,29 @@ def test_run_services_warns_when_redis_may_evict_queued_tasks(own_redis: str) ->
     assert check_redis(own_redis) == []
     with pytest.raises(TopologyError, match="does not answer"):
         check_redis(f"redis://127.0.0.1:{free_port()}/0")
+
+
+def test_run_services_makes_its_lasting_secrets_once_and_keeps_them_private(
+    tmp_path: Path,
+) -> None:
+    made = credentials.lasting(tmp_path)
+    path = tmp_path / credentials.FILE
+    assert set(made) == set(credentials.LASTING)
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.chmod(0o644)
+    assert credentials.lasting(tmp_path) == made  # a restart on the same folder keeps them
+    assert path.stat().st_mode & 0o777 == 0o600
+    other = tmp_path / "other"
+    other.mkdir()
+    assert credentials.lasting(other) != made  # each run folder its own
+    production = Settings(
+        environment="production",
+        database_url="postgresql+asyncpg://jisr@127.0.0.1/jisr",
+        admin_password=made["JISR_ADMIN_PASSWORD"],
+        pseudonym_secret=made["JISR_PSEUDONYM_SECRET"],
+        turn_secret="made-per-run",
+    )
+    assert production.environment == "production"
 
 
 def test_orthanc_keeps_its_production_settings_on_this_machine(tmp_path: Path) -> None:

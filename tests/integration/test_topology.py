@@ -22,10 +22,11 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from jisr.topology import OrthancEndpoint, Topology, configs
+from jisr.topology import OrthancEndpoint, Topology, configs, credentials
 from jisr.topology.processes import wait_until
 from shared.i18n import translate
 from shared.problems import PROBLEM_JSON, RETRY_AFTER_S
+from shared.settings import DEV_ADMIN_PASSWORD, Settings
 from tests.imaging.test_wado_passthrough import ACCEPT, dicom_parts
 from tests.integration.test_health_metrics import sample
 from tests.topology import topology  # noqa: F401 - the fixture, used by name
@@ -78,6 +79,34 @@ def test_every_part_is_ready_behind_one_origin(topology: Topology) -> None:  # n
     assert teleconsult["signalling"] == "ok" and teleconsult["broker"] == "ok"
     # The public origin does not publish metrics; operators read them at /_ops/.
     assert httpx.get(topology.proxy_url + "/metrics").status_code == 404
+
+
+def test_every_process_runs_in_production_with_the_secrets_kept_for_the_run(
+    topology: Topology,  # noqa: F811
+) -> None:
+    """As compose: production settings, so no development default; the admin's password is
+    the one kept (mode 0600) in the data directory, and the default `admin` is refused."""
+    kept = topology.data_dir / credentials.FILE
+    assert kept.stat().st_mode & 0o777 == 0o600
+    secrets = json.loads(kept.read_text())
+    for name in ("referral", "imaging", "teleconsult", "worker", "beat"):
+        pid = topology.processes[name].pid
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert b"JISR_ENVIRONMENT=production" in environ, name
+        for setting in credentials.LASTING:
+            assert f"{setting}={secrets[setting]}".encode() in environ, (name, setting)
+    assert secrets["JISR_ADMIN_PASSWORD"] != DEV_ADMIN_PASSWORD
+    assert secrets["JISR_PSEUDONYM_SECRET"] != Settings.model_fields["pseudonym_secret"].default
+    signed_in = httpx.post(
+        topology.proxy_url + "/auth/token",
+        data={"username": "admin", "password": secrets["JISR_ADMIN_PASSWORD"]},
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    default = httpx.post(
+        topology.proxy_url + "/auth/token",
+        data={"username": "admin", "password": DEV_ADMIN_PASSWORD},
+    )
+    assert default.status_code == 401
 
 
 def test_a_demo_user_signs_in_and_a_wrong_password_is_refused(
