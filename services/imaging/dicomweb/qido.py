@@ -113,7 +113,7 @@ def _answer(items: list[dict[str, Any]], search: Search, request: Request) -> JS
     headers = {}
     if search.fuzzy:  # PS3.18 §8.3.4.1: say that only literal matching was done
         headers["Warning"] = (
-            f'299 {request.url.hostname}: "The fuzzymatching parameter is not supported.'
+            f'299 {request.url.netloc or "jisr"}: "The fuzzymatching parameter is not supported.'
             ' Only literal matching has been performed."'
         )
     return JSONResponse(items, media_type=DICOM_JSON, headers=headers)
