@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from jisr.topology import configs
+from jisr.topology import configs, credentials
 from tests.conftest import missing_part
 from tests.imaging.conftest import free_port
 
@@ -46,8 +46,8 @@ def running_nginx(
     port = free_port()
     server = folder / "jisr.conf"
     rendered = configs.nginx_server(port=port, upstreams=upstreams, env=env)
-    server.write_text(edit(rendered) if edit else rendered)
-    server.chmod(0o600)  # it holds the shared store's credentials
+    # It holds the shared store's credentials: this user's alone, as run-services writes it.
+    credentials.write_private(server, edit(rendered) if edit else rendered)
     main = folder / "nginx.conf"
     main.write_text(
         configs.nginx_main(prefix=folder, server_conf=server, run_as_root=os.geteuid() == 0)

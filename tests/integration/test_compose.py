@@ -414,22 +414,52 @@ def test_a_service_silent_past_the_proxys_timeout_is_a_retryable_504_problem(
     }
 
 
+def test_operations_paths_from_another_address_and_metrics_are_nginx_problems(
+    tmp_path: Path,
+) -> None:
+    """A client on 127.0.0.2 is not the proxy's own host: /_ops/ is refused with a 403 problem
+    before any service is asked (none listens here); /metrics is a 404 problem for anyone."""
+    upstreams = dict.fromkeys(APP_SERVICES, f"127.0.0.1:{free_port()}")
+    elsewhere = httpx.HTTPTransport(local_address="127.0.0.2")
+    with (
+        running_nginx(tmp_path, upstreams, {}) as url,
+        httpx.Client(base_url=url, transport=elsewhere) as client,
+    ):
+        ops = client.get("/_ops/referral/metrics", headers={"X-Request-ID": "ops-1"})
+        metrics = client.get("/metrics")
+
+    assert ops.status_code == 403
+    assert ops.headers["content-type"] == PROBLEM_JSON
+    assert ops.json()["type"] == "urn:jisr:problem:forbidden"
+    assert ops.json()["request_id"] == ops.headers["x-request-id"] == "ops-1"
+    assert metrics.status_code == 404
+    assert metrics.headers["content-type"] == PROBLEM_JSON
+    assert metrics.json()["request_id"] == metrics.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", metrics.json()["request_id"])  # nginx's own
+
+
 def test_nginx_problems_are_the_services_problem_types() -> None:
     """Each `error_page` names a location whose JSON body parses, with the type, title and
     Retry-After the services give the same failure (shared/problems.py)."""
     pages = dict(re.findall(r"^\s{4}error_page (\d+) (@\w+);", TEMPLATE, re.MULTILINE))
-    assert set(pages) == {"413", "502", "503", "504"}
+    slugs = {
+        "403": "forbidden",
+        "404": "not_found",
+        "413": "payload_too_large",
+        **dict.fromkeys(("502", "503", "504"), "service_unavailable"),
+    }
+    assert set(pages) == set(slugs)
     for status, name in pages.items():
         block = location_block(TEMPLATE, name)
         returned = re.search(r"return (\d+) '(.*)\\n';", block)
         assert returned and returned.group(1) == status, name
         body = json.loads(returned.group(2).replace("$jisr_request_id", "id-1"))
-        slug = "payload_too_large" if status == "413" else "service_unavailable"
+        slug = slugs[status]
         assert body["type"] == f"urn:jisr:problem:{slug.replace('_', '-')}"
         assert body["title"] == translate(f"problem.{slug}", "en")
         assert body["status"] == int(status) and body["request_id"] == "id-1" and body["detail"]
         assert "default_type application/problem+json;" in block
-        assert ("add_header Retry-After 2 always;" in block) == (status != "413")
+        assert ("add_header Retry-After 2 always;" in block) == status.startswith("5")
     assert RETRY_AFTER_S == 2
 
 

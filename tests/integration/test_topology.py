@@ -78,7 +78,7 @@ def test_every_part_is_ready_behind_one_origin(topology: Topology) -> None:  # n
     teleconsult = httpx.get(topology.proxy_url + "/_ops/teleconsult/readyz").json()
     assert teleconsult["signalling"] == "ok" and teleconsult["broker"] == "ok"
     # The public origin does not publish metrics; operators read them at /_ops/.
-    assert httpx.get(topology.proxy_url + "/metrics").status_code == 404
+    nginx_problem(httpx.get(topology.proxy_url + "/metrics"), 404, "not_found")
 
 
 def test_every_process_runs_in_production_with_the_secrets_kept_for_the_run(
