@@ -614,6 +614,62 @@ def test_only_imaging_and_the_worker_reach_the_orthancs() -> None:
     assert SERVICES["orthanc"]["networks"] == SERVICES["orthanc-partner"]["networks"] == ["stores"]
 
 
+def test_postgresqls_first_start_gives_each_orthanc_its_index_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """infra/postgres/init-orthanc.sh run on a cluster of the test's own, as the image runs it:
+    each Orthanc's role reaches the index database its configuration names, and neither
+    role reaches another's, nor Jisr's (the shared Orthanc is the one nginx talks to)."""
+    from tests.failure.parts import PgCluster, pg_cluster_folder
+
+    cluster = PgCluster(pg_cluster_folder())
+    try:
+        cluster.init()
+        cluster.tool("psql", "-d", "postgres", "-c", "CREATE DATABASE jisr")
+        subprocess.run(  # noqa: S603 - the repository's own script
+            [shutil.which("sh") or "sh", str(ROOT / "infra" / "postgres" / "init-orthanc.sh")],
+            env={
+                "PATH": f"{cluster.bin}:{os.environ['PATH']}",
+                "PGHOST": "127.0.0.1",
+                "PGPORT": str(cluster.port),
+                "POSTGRES_USER": "postgres",
+                "POSTGRES_DB": "jisr",
+                "ORTHANC_DB_PASSWORD": "originals-index",
+                "SHARED_ORTHANC_DB_PASSWORD": "shared-index",
+            },
+            capture_output=True,
+            check=True,
+        )
+        indexes = {
+            which: json.loads(path.read_text())["PostgreSQL"]
+            for which, path in configs.ORTHANC_CONFIGS.items()
+        }
+        psql = [str(cluster.bin / "psql"), "-h", "127.0.0.1", "-p", str(cluster.port)]
+        owned = {(i["Username"], i["Database"]) for i in indexes.values()}
+        for which, index in indexes.items():
+            role = index["Username"]
+            for database in {i["Database"] for i in indexes.values()} | {"jisr"}:
+                connect = subprocess.run(  # noqa: S603 - the cluster's own psql
+                    [*psql, "-U", role, "-d", database, "-Atc", "SELECT current_user"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                own = (role, database) in owned
+                assert (connect.returncode == 0) == own, (which, role, database, connect.stderr)
+        passwords = cluster.tool(
+            "psql",
+            "-d",
+            "postgres",
+            "-Atc",
+            "SELECT rolname FROM pg_authid WHERE rolpassword IS NOT NULL ORDER BY rolname",
+        )
+        assert passwords.split() == sorted({i["Username"] for i in indexes.values()})
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.folder, ignore_errors=True)
+
+
 def test_nginx_reaches_the_shared_orthanc_alone_of_the_stores() -> None:
     """The proxy sends WADO-RS from the shared Orthanc: on a network with it and nothing else,
     never on `stores` (the originals, PostgreSQL) nor `backend`."""
