@@ -678,6 +678,9 @@ def test_nginx_reaches_the_shared_orthanc_alone_of_the_stores() -> None:
     assert on_it == {"orthanc-shared", "proxy"}
     assert SERVICES["orthanc-shared"]["networks"] == ["stores", "shared-store"]
     assert set(SERVICES["proxy"]["networks"]) == {"edge", "shared-store"}
+    # Inside nginx, only the internal WADO-RS location talks to it.
+    senders = [pattern for _, pattern, upstream in LOCATIONS if upstream == "shared_store"]
+    assert senders == [f"{configs.ACCEL_REDIRECT}studies/"]
 
 
 def coturn_settings() -> list[tuple[str, str]]:
