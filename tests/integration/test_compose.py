@@ -35,7 +35,7 @@ from jisr import cli, serve
 from jisr.topology import TopologyError, check_redis, configs, credentials
 from jisr.topology.processes import Process, free_port, listening, wait_until
 from shared import health, tasks
-from shared.i18n import translate
+from shared.i18n import LANGUAGES, negotiate, translate
 from shared.problems import PROBLEM_JSON, RETRY_AFTER_S
 from shared.settings import Settings
 from tests.conftest import missing_part
@@ -427,6 +427,18 @@ def test_operations_paths_from_another_address_and_metrics_are_nginx_problems(
     ):
         ops = client.get("/_ops/referral/metrics", headers={"X-Request-ID": "ops-1"})
         metrics = client.get("/metrics")
+        # Titles in the language the services would pick for the same header.
+        languages = [
+            "fr-FR,fr;q=0.9,en-US;q=0.8,en;q=0.7",
+            "ar,en;q=0.5",
+            "de-DE,de;q=0.9,fr;q=0.8",
+            "en-GB",
+            "es",
+        ]
+        titled = {
+            header: client.get("/metrics", headers={"Accept-Language": header}).json()["title"]
+            for header in languages
+        }
 
     assert ops.status_code == 403
     assert ops.headers["content-type"] == PROBLEM_JSON
@@ -436,6 +448,15 @@ def test_operations_paths_from_another_address_and_metrics_are_nginx_problems(
     assert metrics.headers["content-type"] == PROBLEM_JSON
     assert metrics.json()["request_id"] == metrics.headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", metrics.json()["request_id"])  # nginx's own
+    assert titled == {h: translate("problem.not_found", negotiate(h)) for h in languages}
+    assert len(set(titled.values())) == 3
+
+
+def map_block(head: str) -> dict[str, str]:
+    """The entries of the template's `map <head> { key "value"; ... }`."""
+    match = re.search(r"^map " + re.escape(head) + r" \{\n(.*?)^\}", TEMPLATE, re.M | re.S)
+    assert match, head
+    return dict(re.findall(r'^\s+(\S+) "(.*)";$', match.group(1), re.MULTILINE))
 
 
 def test_nginx_problems_are_the_services_problem_types() -> None:
@@ -456,7 +477,12 @@ def test_nginx_problems_are_the_services_problem_types() -> None:
         body = json.loads(returned.group(2).replace("$jisr_request_id", "id-1"))
         slug = slugs[status]
         assert body["type"] == f"urn:jisr:problem:{slug.replace('_', '-')}"
-        assert body["title"] == translate(f"problem.{slug}", "en")
+        assert body["title"] == f"$jisr_title_{slug}"
+        titles = map_block(f"$jisr_problem_lang $jisr_title_{slug}")
+        assert titles == {
+            ("default" if lang == "en" else lang): translate(f"problem.{slug}", lang)
+            for lang in LANGUAGES
+        }
         assert body["status"] == int(status) and body["request_id"] == "id-1" and body["detail"]
         assert "default_type application/problem+json;" in block
         assert ("add_header Retry-After 2 always;" in block) == status.startswith("5")
