@@ -442,3 +442,26 @@ async def test_an_idle_store_gets_the_first_checked_part_without_waiting_for_a_w
     assert max(recording.batches) <= 8
     assert [s.already_stored for s in outcome.stored] == [False] * 12
     assert len(await file_store.instances(study)) == 12
+
+
+async def test_a_window_closes_at_its_size_in_bytes_too(
+    file_store: FileStore, tmp_path: Path
+) -> None:
+    study, series = generate_uid(), generate_uid()
+    files = [
+        dicom.instance(study_uid=study, series_uid=series, rows=32, columns=32) for _ in range(6)
+    ]
+    recording = Recording(file_store)
+    outcome = stow.Outcome()
+
+    await stow.store_parts(
+        recording,  # type: ignore[arg-type]
+        spooled(tmp_path, *files),
+        outcome,
+        window=8,
+        window_bytes=2 * len(files[0]),
+    )
+
+    assert max(recording.batches) <= 2
+    assert sum(recording.batches) == 6
+    assert len(outcome.stored) == 6

@@ -85,6 +85,8 @@ WINDOW = 8
 """Checked parts stored together (see `store_parts`)."""
 IN_FLIGHT = 2
 """Windows the store keeps at once (see `store_parts`)."""
+WINDOW_BYTES = 64 * 1024**2
+"""A window closes at this size too: each is one request the store holds in memory."""
 _MAX_HEADER_BYTES = 16 * 1024
 _CHUNK_TAIL = 64 * 1024
 
@@ -458,14 +460,15 @@ async def store_parts(
     study_uid: str | None = None,
     window: int = WINDOW,
     in_flight: int = IN_FLIGHT,
+    window_bytes: int = WINDOW_BYTES,
 ) -> None:
     """Check every spooled part and put the good ones in `store`; answers go into `outcome`
     in the parts' order.
 
-    Checked parts go to the store `window` at a time, up to `in_flight` windows at
-    once, while this process checks the next ones: the store (its own process, for
-    Orthanc) and the checks work at the same time, with at most `in_flight + 1`
-    windows in memory. A store with nothing to do gets what is checked at once,
+    Checked parts go to the store `window` at a time (fewer once they reach
+    `window_bytes`), up to `in_flight` windows at once, while this process checks
+    the next ones: the store (its own process, for Orthanc) and the checks work at
+    the same time, with at most `in_flight + 1` windows in memory. A store with nothing to do gets what is checked at once,
     however few, rather than wait for a full window (each request would otherwise
     begin with the store idle while a whole window is checked). A window holding a
     SOP Instance UID that a window in flight holds waits for that one, so the first
@@ -500,7 +503,8 @@ async def store_parts(
             else:
                 answers[i] = found
             reap()
-            if len(batch) == window or (batch and not storing):
+            full = len(batch) == window or sum(len(p.data) for _, p in batch) >= window_bytes
+            if full or (batch and not storing):
                 await send(batch)
                 batch = []
         if batch:
