@@ -338,7 +338,8 @@ def _serve(settings: Settings, sock: socket.socket) -> None:
     config = uvicorn.Config(
         create_app(platform), lifespan="off", log_level="warning", ws="none", access_log=False
     )
-    asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+    # Server.run, not asyncio.run(serve()): it picks uvloop as `jisr serve` (uvicorn.run) does.
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 FLOOR = "/_bench/orthanc/studies/"
