@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,29 @@ from celery import Celery
 
 from shared.platform import Platform
 from tests.conftest import REDIS_URL, need
+
+
+def worker_command(
+    name: str, *, pool: str = "solo", include: str | None = None, options: Sequence[str] = ()
+) -> list[str]:
+    """`celery worker` of this venv on the `jisr` queue, alone (no gossip, no mingle: quick to
+    start), as `name-<random>@localhost`; `include` adds a module of test tasks."""
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "shared.tasks",
+        "worker",
+        f"--pool={pool}",
+        "--queues=jisr",
+        "--without-gossip",
+        "--without-mingle",
+        f"--hostname={name}-{uuid.uuid4().hex[:8]}@localhost",
+    ]
+    if include is not None:
+        command.append(f"--include={include}")
+    return [*command, *options]
 
 
 @asynccontextmanager
@@ -31,20 +55,7 @@ async def redis_worker(
         "JISR_DATA_DIR": str(data_dir),
     }
     worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "shared.tasks",
-        "worker",
-        "--pool=solo",
-        "--concurrency=1",
-        "--without-gossip",
-        "--without-mingle",
-        "--loglevel=WARNING",
-        f"--hostname=test-{os.getpid()}-{id(platform)}@localhost",
-        "-Q",
-        "jisr",
+        *worker_command("test", options=["--concurrency=1", "--loglevel=WARNING"]),
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
+from tests.celery_worker import worker_command
 from tests.failure.parts import stop_process, wait_until
 
 QUEUE = "jisr"
@@ -30,23 +30,11 @@ class Worker:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(  # noqa: S603 (celery of our own venv)
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "shared.tasks",
-                    "worker",
-                    f"--pool={self.pool}",
-                    "--concurrency=1",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--without-heartbeat",
-                    "--loglevel=INFO",
-                    f"--hostname={self.name}-{time.monotonic_ns()}@localhost",
-                    "-Q",
-                    QUEUE,
-                ],
+                worker_command(
+                    self.name,
+                    pool=self.pool,
+                    options=["--concurrency=1", "--without-heartbeat", "--loglevel=INFO"],
+                ),
                 env={**os.environ, **self.env},
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -25,6 +25,7 @@ def test_the_public_surface_is_what_all_says() -> None:
         assert hasattr(deid, name), name
     public = {name for name in vars(deid) if not name.startswith("_")}
     modules = {
+        "bulk",
         "burned_in",
         "dates",
         "engine",

@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from shared import health, metrics, tasks
 from shared.platform import Platform
 from shared.registry.models import Institution
 from shared.settings import Settings
+from tests.celery_worker import worker_command
 from tests.conftest import REDIS_URL, need
 from tests.integration.failing_tasks import FAILING_TASK
 from tests.referral.conftest import World, world  # noqa: F401 - the fixture, used by name
@@ -285,20 +284,7 @@ async def test_a_worker_process_counts_failures_in_redis_for_any_scraper(
     sender = Celery("client", broker=redis_db_12)
     worker = Process(
         "worker",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "shared.tasks",
-            "worker",
-            "--pool=solo",
-            "--queues=jisr",
-            "--include=tests.integration.failing_tasks",
-            "--without-gossip",
-            "--without-mingle",
-            f"--hostname=metrics-{uuid.uuid4().hex[:8]}@localhost",
-        ],
+        worker_command("metrics", include="tests.integration.failing_tasks"),
         {
             **os.environ,
             "JISR_BROKER_URL": redis_db_12,

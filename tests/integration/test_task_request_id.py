@@ -13,9 +13,7 @@ import asyncio
 import json
 import logging
 import os
-import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from shared import tasks
 from shared.logs import JsonFormatter, request_id_var
 from shared.platform import Platform
 from shared.settings import Settings
+from tests.celery_worker import worker_command
 from tests.conftest import REDIS_URL, need
 from tests.integration.logging_tasks import LOGGING_TASK
 
@@ -123,20 +122,7 @@ async def test_a_worker_process_does_not_carry_one_tasks_request_id_into_the_nex
     log = tmp_path / "worker.log"
     worker = Process(
         "worker",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "shared.tasks",
-            "worker",
-            "--pool=solo",
-            "--queues=jisr",
-            "--include=tests.integration.logging_tasks",
-            "--without-gossip",
-            "--without-mingle",
-            f"--hostname=request-id-{uuid.uuid4().hex[:8]}@localhost",
-        ],
+        worker_command("request-id", include="tests.integration.logging_tasks"),
         {
             **os.environ,
             "JISR_BROKER_URL": redis_url,

@@ -13,6 +13,8 @@ Pure code over in-memory pydicom datasets: no files, database or network.
 - `gate`: `identifiers_of` the originals, `scan` and `check` the outgoing.
 - `profile`: PS3.15 Table E.1-1 and how options and compound actions resolve.
 - `uids`, `dates`: the keyed UID and the date shift, alone.
+- `bulk`: a Part 10 file read up to its pixel data, which then follows the
+  cleaned header byte for byte (the share path never parses pixels).
 """
 
 from services.imaging.deid.burned_in import check_burned_in
