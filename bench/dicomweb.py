@@ -335,10 +335,9 @@ def serving_apart(settings: Settings) -> Iterator[str]:
 
 def _serve(settings: Settings, sock: socket.socket) -> None:
     platform = Platform.from_settings(settings)
-    config = uvicorn.Config(
-        create_app(platform), lifespan="off", log_level="warning", ws="none", access_log=False
-    )
-    # Server.run, not asyncio.run(serve()): it picks uvloop as `jisr serve` (uvicorn.run) does.
+    config = uvicorn.Config(create_app(platform), log_level="warning", ws="none", access_log=False)
+    # Server.run, not asyncio.run(serve()): it picks uvloop as `jisr serve` (uvicorn.run) does;
+    # and with its lifespan, so that the share path's pool starts with the server, as there.
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -19,4 +19,5 @@ def create_app(platform: Platform | None = None) -> FastAPI:
         routers,
         platform=platform,
         description="Telemedicine and referrals between partner hospitals, governed by their agreements.",
+        warm_up=imaging.WARM_UP,
     )

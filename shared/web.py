@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
@@ -18,11 +19,18 @@ def make_app(
     *,
     platform: Platform | None = None,
     description: str = "",
+    warm_up: Sequence[Callable[[], None]] = (),
 ) -> FastAPI:
-    """An app with the given routers; `platform` defaults to one built from the environment."""
+    """An app with the given routers; `platform` defaults to one built from the environment.
+
+    `warm_up` runs once the server starts, each in a thread of its own, without holding the
+    start up: work the first request would otherwise wait for (a process pool, say).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for work in warm_up:
+            threading.Thread(target=work, name=f"jisr-warm-{work.__name__}", daemon=True).start()
         yield
         await app.state.platform.database.dispose()
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import multiprocessing
 import multiprocessing.queues
+import threading
 
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
+from services.imaging import app as imaging_app
 from services.imaging import deid
 from services.imaging.shares import deidentify as spread
 from services.imaging.shares.deidentify import PARALLEL_FROM, StudyBlocked, deidentify_study
+from shared.platform import Platform
+from shared.web import make_app
 from tests.imaging.factories import instance
 from tests.imaging.test_shares import original_identifiers
 
@@ -80,3 +85,43 @@ def test_a_daemonic_process_which_may_not_start_workers_does_the_study_itself() 
     finally:
         daemon.join(timeout=60)
     assert daemon.exitcode == 0
+
+
+def test_warming_starts_the_pool_and_its_workers_before_any_share() -> None:
+    spread._drop_pool()
+
+    spread.warm(2)
+
+    assert spread._pool is not None
+    assert len(spread._pool._processes) == 2  # both workers are up, not started on demand
+    files = series(PARALLEL_FROM)
+    assert len(deidentify_study(files, key=KEY, pseudonym=ALIAS, options=deid.Options())) == len(
+        files
+    )
+
+
+def test_one_process_warms_nothing() -> None:
+    spread._drop_pool()
+
+    spread.warm(1)
+
+    assert spread._pool is None
+
+
+async def test_the_imaging_service_warms_up_in_a_thread_once_it_starts(
+    platform: Platform,
+) -> None:
+    ran: list[str] = []
+    started = threading.Event()
+
+    def work() -> None:
+        ran.append(threading.current_thread().name)
+        started.set()
+
+    app = make_app("warm-up test", [], platform=platform, warm_up=[work])
+    assert not ran  # nothing before the server starts
+    async with app.router.lifespan_context(app):
+        assert await asyncio.to_thread(started.wait, 30)
+
+    assert ran == ["jisr-warm-work"]
+    assert spread.warm in imaging_app.WARM_UP

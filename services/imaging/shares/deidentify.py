@@ -43,7 +43,7 @@ from pydicom.dataset import Dataset
 from services.imaging import deid
 from services.imaging.deid import bulk
 
-__all__ = ["PARALLEL_FROM", "PROCESSES", "StudyBlocked", "deidentify_study"]
+__all__ = ["PARALLEL_FROM", "PROCESSES", "StudyBlocked", "deidentify_study", "warm"]
 
 _CORES = os.cpu_count() or 1
 PROCESSES = min(_CORES // 2, 4) if _CORES >= 4 else min(_CORES, 2)
@@ -176,6 +176,20 @@ def _executor(processes: int) -> ProcessPoolExecutor:
                 initargs=(os.getpid(),),
             )
         return _pool
+
+
+def warm(processes: int = PROCESSES) -> None:
+    """Start the pool and its workers now, so that the first share after a start does not
+    wait for them: the forkserver imports the server's modules once, about 2 s when the
+    first share paid for it (bench/dicomweb.py). Blocking: the service runs it in a thread."""
+    if processes < 2 or multiprocessing.current_process().daemon:
+        return
+    try:
+        pool = _executor(processes)
+        for future in [pool.submit(os.getpid) for _ in range(processes)]:
+            future.result()
+    except (BrokenProcessPool, OSError):
+        _drop_pool()
 
 
 def _drop_pool() -> None:

@@ -37,7 +37,7 @@ from services.imaging.shares import repository as repo
 from services.imaging.shares.deidentify import StudyBlocked, deidentify_study
 from services.imaging.shares.models import ImagingShare, ShareStatus
 from services.imaging.shares.schemas import ShareCreate
-from services.imaging.stores import NotFoundInStore, StoreError
+from services.imaging.stores import NotFoundInStore, StoreError, part10
 from shared import audit
 from shared.db import utcnow
 from shared.entitlements.model import Identification, ServiceKind, UsageState
@@ -256,6 +256,16 @@ async def share(
     return Outcome(row, created=True)
 
 
+STORE_WINDOW = 8
+"""Copies stored together: one look-up and one upload to the shared Orthanc for each window,
+where storing them one by one took a look-up and an upload per instance."""
+
+
+def _checked(outgoing: list[bytes]) -> list[part10.Part10]:
+    """Every copy checked as any store checks a file (blocking: run it in a thread)."""
+    return [part10.read(data) for data in outgoing]
+
+
 async def _store(
     session: AsyncSession,
     outgoing: list[bytes],
@@ -267,8 +277,11 @@ async def _store(
     """Put every copy in the shared store; on failure take back what went in (if unused)."""
     async with shared_copies(platform) as store:
         try:
-            for data in outgoing:
-                await store.put(data)
+            parts = await asyncio.to_thread(_checked, outgoing)
+            for start in range(0, len(parts), STORE_WINDOW):
+                for result in await store.put_checked(parts[start : start + STORE_WINDOW]):
+                    if isinstance(result, StoreError):
+                        raise result
         except StoreError:
             if not await repo.copy_still_used(
                 session, shared_study_uid=shared_study_uid, but=row.id
