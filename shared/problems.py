@@ -18,7 +18,8 @@ the caller's language, and the request id, so a user can quote it to support.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from asyncpg.exceptions import PostgresError  # type: ignore[import-untyped]
@@ -55,6 +56,8 @@ __all__ = [
 class JisrError(Exception):
     status = 500
     slug = "internal"
+    headers: Mapping[str, str] = MappingProxyType({})
+    """Response headers a kind of problem always carries (`Retry-After`, say)."""
 
     def __init__(
         self, detail: str | None = None, *, refusal: audit.Refusal | None = None, **extra: Any
@@ -163,7 +166,13 @@ def out_of_range(exc: BaseException) -> bool:
 
 
 def problem_response(
-    request: Request, status: int, slug: str, detail: str | None = None, **extra: Any
+    request: Request,
+    status: int,
+    slug: str,
+    detail: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     lang = negotiate(request.headers.get("accept-language"))
     body: dict[str, Any] = {
@@ -176,10 +185,12 @@ def problem_response(
     if detail:
         body["detail"] = detail
     body.update(extra)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    sent = dict(headers or {})
+    if status == 401:
+        sent["WWW-Authenticate"] = "Bearer"
     if status == 503:
-        headers = {"Retry-After": str(RETRY_AFTER_S)}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+        sent["Retry-After"] = str(RETRY_AFTER_S)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=sent)
 
 
 def _validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
@@ -204,7 +215,9 @@ def install(app: FastAPI) -> None:
             log.exception("internal error", exc_info=exc)
         if exc.refusal is not None:
             await audit.write_refusal(request.app.state.platform.database, exc.refusal)
-        return problem_response(request, exc.status, exc.slug, exc.detail, **exc.extra)
+        return problem_response(
+            request, exc.status, exc.slug, exc.detail, headers=exc.headers, **exc.extra
+        )
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

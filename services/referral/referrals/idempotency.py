@@ -18,10 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import timedelta
+from types import MappingProxyType
 from typing import Any
 
-from fastapi import Request
-from fastapi.responses import JSONResponse
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.referral.referrals import repository as repo
 from services.referral.referrals.models import IdempotencyKey
 from shared.db import Database, utcnow
-from shared.problems import BadRequest, Conflict, Unprocessable, problem_response
+from shared.problems import BadRequest, Conflict, Unprocessable
 
 MAX_KEY = 255
 LEASE = timedelta(seconds=10)
@@ -39,17 +38,12 @@ RETRY_AFTER_S = 1
 
 
 class InProgress(Conflict):
-    """Another request holds this key now; the client should retry after `RETRY_AFTER_S`."""
+    """Another request holds this key now: 409 with `Retry-After` (RFC 9110 §10.2.3)."""
+
+    headers = MappingProxyType({"Retry-After": str(RETRY_AFTER_S)})
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail, rule="idempotency_in_progress")
-
-
-def retry_later(request: Request, exc: InProgress) -> JSONResponse:
-    """The 409 problem with `Retry-After` (RFC 9110 §10.2.3), which `Conflict` cannot carry."""
-    response = problem_response(request, exc.status, exc.slug, exc.detail, **exc.extra)
-    response.headers["Retry-After"] = str(RETRY_AFTER_S)
-    return response
 
 
 def fingerprint(body: Any) -> str:

@@ -28,7 +28,6 @@ router = APIRouter(tags=["referrals"])
 
 @router.post("/api/referrals", response_model=s.ReferralRead, status_code=status.HTTP_201_CREATED)
 async def submit(
-    request: Request,
     session: Session,
     platform: PlatformDep,
     caller: CurrentUser,
@@ -40,19 +39,6 @@ async def submit(
     """Submit a case; it is routed at once to the best entitled provider (the ranking is kept).
 
     A key still in progress is 409 with `Retry-After`."""
-    try:
-        return await _submit(session, platform, caller, data, idempotency_key)
-    except idempotency.InProgress as exc:
-        return idempotency.retry_later(request, exc)
-
-
-async def _submit(
-    session: Session,
-    platform: PlatformDep,
-    caller: CurrentUser,
-    data: s.ReferralCreate,
-    idempotency_key: str | None,
-) -> Any:
     claim = None
     if idempotency_key is not None:
         claimed = await idempotency.claim(
