@@ -39,7 +39,6 @@ import multiprocessing
 import os
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -59,6 +58,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from jisr.topology.processes import free_port, stop
 from services.imaging.deid import Identifiers, Options, check, deidentify, identifiers_of, scan
 from services.imaging.shares.deidentify import PARALLEL_FROM, PROCESSES, deidentify_study
 
@@ -279,13 +279,6 @@ def _run_peer(python: Path, tool: str, source: Path, out: Path) -> tuple[float, 
 # ---------------------------------------------------------------- Orthanc
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("", 0))  # Orthanc 1.10 binds every interface
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class OrthancRun:
     """One Orthanc with the series uploaded: `anonymize` is the timed call, as often as asked."""
@@ -329,7 +322,7 @@ def running_orthanc(files: Sequence[Path], folder: Path) -> Iterator[OrthancRun]
         yield run
         return
     folder.mkdir(parents=True)
-    http_port, dicom_port = _free_port(), _free_port()
+    http_port, dicom_port = free_port(), free_port()
     password = secrets.token_urlsafe(16)
     config = {
         "Name": "jisr-bench", "HttpPort": http_port, "DicomPort": dicom_port,
@@ -376,12 +369,7 @@ def running_orthanc(files: Sequence[Path], folder: Path) -> Iterator[OrthancRun]
                 run.error, run.client = f"{type(exc).__name__}: {exc}", None
             yield run
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, 15)
         log.close()
 
 

@@ -58,6 +58,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, VideoStreamTrack
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 
+from jisr.topology.processes import free_port, stop
 from services.teleconsult import tokens
 from services.teleconsult.recording.room import RoomPeer, configuration, pin_host_addresses
 from services.teleconsult.sessions.models import Teleconsult
@@ -72,12 +73,6 @@ START_DEADLINE_S = 120.0
 WAIT_S = 30.0
 STEPS = (25, 50, 100, 200, 300, 400, 600, 800, 1000)
 MEASURE_S = 6.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -151,12 +146,7 @@ class Server:
         return self.base.replace("http", "ws", 1)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop(self.process, 30)
 
 
 def _wait_http(server: Server, path: str) -> None:

@@ -113,6 +113,19 @@ class Process:
         return self.popen.returncode
 
 
+def stop(process: subprocess.Popen[bytes] | None, deadline_s: float = STOP_DEADLINE_S) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `deadline_s` (a child outside
+    `Process`: a test's or a benchmark's server)."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=deadline_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def wait_until(
     what: str,
     ready: Callable[[], bool],

@@ -13,7 +13,6 @@ the tests are skipped with a one-line reason, or fail when
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from jisr.topology.processes import free_port, stop
 from tests.conftest import missing_part
 from tests.topology import started_topology
 
@@ -47,12 +47,6 @@ MEDIA_ARGS = [
 ]
 DEMO_PASSWORD = "jisr-demo"
 START_DEADLINE_S = 90
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -107,7 +101,7 @@ def platform_server(
 @contextmanager
 def embedded(root: Path) -> Iterator[Platform]:
     """`python -m jisr.cli run`: migrates, seeds the demo, serves; stopped on exit."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         **TEST_AIDS,
@@ -138,12 +132,7 @@ def embedded(root: Path) -> Iterator[Platform]:
             _wait_until_up(process, base, log)
             yield Platform(base, log, root / "var")
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop(process, 30)
 
 
 def _wait_until_up(process: subprocess.Popen[bytes], base: str, log: Path) -> None:

@@ -20,16 +20,10 @@ from pathlib import Path
 
 import httpx
 
+from jisr.topology.processes import free_port, stop
 from tests.conftest import missing_part
 
 DEADLINE = 60.0  # seconds to wait for a part to come up
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_until(check: object, what: str, deadline: float = DEADLINE, pause: float = 0.05) -> None:
@@ -43,15 +37,8 @@ def wait_until(check: object, what: str, deadline: float = DEADLINE, pause: floa
 
 
 def stop_process(process: subprocess.Popen[bytes] | None) -> None:
-    """SIGTERM, then SIGKILL if it does not exit within the deadline."""
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=DEADLINE / 2)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    """SIGTERM, then SIGKILL if it does not exit within half the start deadline."""
+    stop(process, DEADLINE / 2)
 
 
 def _pg_bin() -> Path:

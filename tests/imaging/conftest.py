@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from jisr.topology.processes import free_port, stop
 from services.imaging.stores import FileStore, OrthancStore, Store
 from tests.conftest import missing_part
 
@@ -47,21 +47,7 @@ class OrthancServer:
         return OrthancStore(self.url, self.username, self.password, timeout=timeout)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_DEADLINE)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def free_port() -> int:
-    """A TCP port free on every interface (Orthanc 1.10 binds all of them)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        stop(self.process, STOP_DEADLINE)
 
 
 def require_orthanc() -> None:

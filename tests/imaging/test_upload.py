@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -17,16 +16,11 @@ from pydicom.fileset import FileSet
 from pydicom.uid import generate_uid
 
 from jisr.app import create_app
+from jisr.topology.processes import free_port
 from shared.identity.models import Role
 from shared.platform import Platform
 from tests.factories import PASSWORD, Factory
 from tests.imaging import factories as dicom
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import time
 from pathlib import Path
 
 import httpx
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from jisr.topology.processes import free_port
 
 
 async def test_jisr_run_serves_the_platform_on_its_embedded_default(tmp_path: Path) -> None:

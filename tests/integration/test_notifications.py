@@ -7,7 +7,6 @@ starts on 127.0.0.1 and a free port.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
+from jisr.topology.processes import free_port
 from shared import tasks
 from shared.identity.models import Role, User
 from shared.notifications import email
@@ -34,14 +34,6 @@ from tests.conftest import make_settings
 from tests.factories import Factory
 
 ACCEPTED = {"referral": 42, "provider": "CHU Oran"}
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on (the kernel's choice, released at once)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

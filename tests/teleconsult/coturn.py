@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from aioice import stun
 
+from jisr.topology.processes import stop
 from tests.conftest import missing_part
 
 TURNSERVER = Path(os.environ.get("JISR_TURNSERVER", "/usr/bin/turnserver"))
@@ -132,12 +133,7 @@ def running_coturn(folder: Path) -> Iterator[Coturn]:
             pytest.fail(f"turnserver did not answer STUN within {START_DEADLINE_S} s")
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop(process, 10)
 
 
 @pytest.fixture(scope="module", name="coturn")
