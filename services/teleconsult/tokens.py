@@ -7,11 +7,19 @@ token is never a join token, and it names the session, so a pass to one room
 does not open another. It carries what the room shows of the peer (name,
 institution) so signalling needs no database on the hot path.
 
+A join token is single use: it opens the signalling socket once. The socket
+spends its `jti` (every token `Keyring.issue` signs has one) when it accepts
+it, and refuses it afterwards as it refuses an expired one
+(`signalling.spent`), so a token that leaked (a log, a shared screen, a proxy)
+does not let a second party in as the same peer. A client that reconnects asks
+the join route again for a fresh token.
+
 A patient has no account: with the join token it gets a *session pass*, the
 same grant under another audience (`purpose="pass"`), valid until the join
-window closes, which it sends as its bearer token to join again after a drop,
-post quality samples and answer the recording consent. A pass is never a join
-token and a join token is never a pass.
+window closes, which it sends as its bearer token to join again after a drop
+(a fresh join token each time), post quality samples and answer the recording
+consent. The pass is reusable until the window closes and never opens the
+socket itself. A pass is never a join token and a join token is never a pass.
 """
 
 from __future__ import annotations
@@ -47,6 +55,8 @@ class JoinGrant:
     """What the peer is in the session: referring, specialist, interpreter, patient, recorder."""
     lang: str
     expires_at: int = 0
+    jti: str = ""
+    """The token's own id (`Keyring.issue` gives every token one): what the socket spends."""
 
 
 def _audience(settings: Settings, purpose: str = "join") -> str:
@@ -92,6 +102,7 @@ def verify(
             kind=str(claims.get("kind") or ""),
             lang=str(claims.get("lang") or "en"),
             expires_at=int(claims["exp"]),
+            jti=str(claims["jti"]),
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise InvalidToken("the join token is incomplete") from exc

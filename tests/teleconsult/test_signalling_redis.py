@@ -18,11 +18,15 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from sqlalchemy import select
 
 from services.teleconsult.signalling import room
 from services.teleconsult.signalling.bus import RedisBus
 from services.teleconsult.signalling.router import Signalling, announce, install, router
+from services.teleconsult.signalling.spent import RedisSpent
 from services.teleconsult.tokens import RoomRole
+from shared.audit import AuditEvent
+from shared.identity.tokens import LEEWAY_S
 from shared.platform import Platform
 from shared.settings import Settings
 from shared.web import make_app
@@ -142,6 +146,57 @@ async def test_a_peer_moving_to_the_other_replica_replaces_its_socket_there(
             assert (await host.expect("peer-reconnected"))["peer_id"] == "user:2"
             await new.send({"type": "offer", "to": "user:1", "sdp": SDP})
             assert (await host.expect("offer"))["from"] == "user:2"
+
+
+async def _first_word(at: Replica, token: str) -> str:
+    """Present `token` to `at`: `welcome`, or the close code of a refusal before any message."""
+    async with SignallingClient.open(at.base, SID, token) as client:
+        message = asyncio.ensure_future(client.next())
+        closed = asyncio.ensure_future(client.wait_closed())
+        done, pending = await asyncio.wait(
+            {message, closed}, timeout=WAIT_S, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()
+        assert done, "neither a message nor a close"
+        return str(message.result()["type"]) if message in done else f"closed {closed.result()}"
+
+
+async def test_a_join_token_opens_one_socket_across_replicas(
+    settings: Settings, namespace: str
+) -> None:
+    async with replica(settings, namespace) as a, replica(settings, namespace) as b:
+        spent = a.signalling.spent
+        assert isinstance(spent, RedisSpent) and isinstance(b.signalling.spent, RedisSpent)
+        token = join_token(a.platform, SID, "user:1", role=RoomRole.HOST)
+        async with SignallingClient.open(a.base, SID, token) as host:
+            await host.expect("welcome")
+            for other in (b, a):  # replayed on the other replica, then on the same one
+                async with SignallingClient.open(other.base, SID, token) as replay:
+                    assert await replay.wait_closed() == 1008
+                    assert "already used" in replay.close_reason and replay.nothing_pending()
+            await host.send({"type": "chat", "text": "still the only user:1"})
+            assert host.close_code is None and host.nothing_pending()
+        # Presented to both replicas at once, a fresh token still opens one socket.
+        twice = join_token(a.platform, SID, "user:2")
+        words = await asyncio.gather(_first_word(a, twice), _first_word(b, twice))
+        assert sorted(words) == ["closed 1008", "welcome"]
+        # A spent record lasts as long as the token could verify, then Redis drops it.
+        keys = [key async for key in spent.redis.scan_iter(match=namespace + "spent:*")]
+        assert len(keys) == 2
+        for key in keys:
+            assert 0 < await spent.redis.ttl(key) <= settings.join_token_ttl_s + LEEWAY_S + 1
+        async with a.platform.database.transaction() as session:
+            events = await session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.action == "teleconsult.join", AuditEvent.outcome == "refused")
+                .order_by(AuditEvent.id)
+            )
+            assert [(e.rule, e.details["peer"]) for e in events] == [
+                ("invalid_token", "user:1"),
+                ("invalid_token", "user:1"),
+                ("invalid_token", "user:2"),
+            ]
 
 
 async def test_the_limit_and_the_end_hold_across_replicas(

@@ -84,7 +84,9 @@ async def join_teleconsult(
 ) -> s.JoinRead:
     """A join token, the ICE servers (STUN, TURN with time-limited credentials) and the
     signalling socket's path, for an invited participant inside the session's window while
-    the agreement still allows it (refusals are audited). A patient sends its session pass."""
+    the agreement still allows it (refusals are audited). The join token opens the socket
+    once: a client that reconnects asks here again. A patient sends its session pass, which
+    stays good until the window closes."""
     ticket = await joining.join(session, who, platform=platform, session_id=session_id)
     return s.JoinRead(**asdict(ticket))
 

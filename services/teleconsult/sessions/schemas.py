@@ -137,7 +137,8 @@ class JoinRead(BaseModel):
     """What a client needs to open the signalling socket and its RTCPeerConnection."""
 
     token: str
-    """The join token: `?token=` of `ws_url`; checked once, at connect."""
+    """The join token: `?token=` of `ws_url`; checked at connect and single use (ask this
+    route again for another, e.g. to reconnect)."""
     expires_in: int
     ice_servers: list[dict[str, Any]]
     ws_url: str

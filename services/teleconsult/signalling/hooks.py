@@ -8,8 +8,8 @@ defaults below read the session's row, each in a short transaction of its own,
 only when a peer connects, ends or leaves (never per relayed message).
 
 The entry check is `decide()` again, at the socket: a join token lives
-`join_token_ttl_s`, and an agreement suspended (or a session cancelled or
-ended) since it was issued closes the door. A session that already holds its
+`join_token_ttl_s` (and opens one socket), and an agreement suspended (or a
+session cancelled or ended) since it was issued closes the door. A session that already holds its
 quota unit is not refused for the quota it holds (`access.entitled`).
 """
 

@@ -4,10 +4,12 @@ Before a peer joins, three checks, each refusal audited and closing the
 socket with 1008 (policy violation) before it joins: the `Origin`
 (`origins.allowed`: a browser page of another site; clients that send no
 Origin, like aiortc peers, are judged by their token), the join token
-(`tokens.verify`: forged, expired, for another room, not a join token), and
-`Hooks.check_entry` (the session still open and `decide()` still allowing
-it). Then the peer gets `welcome` and the room's rules (`room.py`) apply to
-whatever it sends, through the bus (`bus.py`) that may span replicas.
+(`tokens.verify`: forged, expired, for another room, not a join token; then
+`spent.py`: a join token is single use, and one already presented to any
+replica is refused as an expired one is), and `Hooks.check_entry` (the session
+still open and `decide()` still allowing it). Then the peer gets `welcome` and
+the room's rules (`room.py`) apply to whatever it sends, through the bus
+(`bus.py`) that may span replicas.
 
 Bad messages are answered with `error` and the socket stays open; a sender
 over `signalling_max_messages_per_s` (token bucket, one second of burst) or
@@ -41,9 +43,11 @@ from starlette.websockets import WebSocketState
 from services.teleconsult import tokens
 from services.teleconsult.signalling import bus as buses
 from services.teleconsult.signalling import origins, protocol, room
+from services.teleconsult.signalling import spent as spent_tokens
 from services.teleconsult.signalling.bus import Bus, Outbox, Outgoing, RedisBus
 from services.teleconsult.signalling.hooks import Hooks
 from services.teleconsult.signalling.protocol import End, ErrorCode, Leave, ProtocolError
+from services.teleconsult.signalling.spent import SpentTokens
 from services.teleconsult.tokens import JoinGrant
 from shared import audit
 from shared.i18n import translate
@@ -64,11 +68,16 @@ JOIN_ACTION = "teleconsult.join"
 
 @dataclass
 class Signalling:
-    """One process's signalling: its platform, its bus, and the hooks into the sessions service."""
+    """One process's signalling: its platform, its bus, the hooks into the sessions service,
+    and the join tokens already spent (kept where the bus keeps rooms)."""
 
     platform: Platform
     bus: Bus
     hooks: Hooks = field(default_factory=Hooks)
+    spent: SpentTokens = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.spent = spent_tokens.for_bus(self.bus)
 
     async def start(self) -> None:
         await self.bus.start()
@@ -178,6 +187,9 @@ async def _admit(websocket: WebSocket, signalling: Signalling, session_id: int) 
         if not token:
             raise InvalidToken("send the join token: ?token=<join token>")
         grant = tokens.verify(platform.keyring, platform.settings, token, session_id=session_id)
+        if not await signalling.spent.spend(grant.jti, expires_at=grant.expires_at):
+            details = {**details, "peer": grant.peer}  # whose token leaked or was replayed
+            raise InvalidToken("the join token was already used: ask for a new one")
     except InvalidToken as exc:
         reason = exc.detail or "invalid token"
         await _refuse(

@@ -4,8 +4,8 @@
 // What a close means decides what follows (the codes of signalling/router.py):
 // - 1001, 1006, 1011, 1012, 1013, 4001 (the server went away, the network dropped, a part
 //   failed, we read too slowly, our place lapsed on a stalled replica) and a drop the page
-//   asked for: reopen with a fresh join (the join token is checked once, at connect, and
-//   is short-lived), with a growing delay; the page then restarts ICE on its connections.
+//   asked for: reopen with a fresh join (a join token opens one socket, once, and is
+//   short-lived), with a growing delay; the page then restarts ICE on its connections.
 // - 4000: the same peer opened the room elsewhere (another tab): never reopen, or the two
 //   would take the room from each other forever. Event `replaced`.
 // - 1008: refused (entry, room full, flood): reopening would be refused again. Event

@@ -3,8 +3,8 @@
 // leave, the host's end button, reconnection with ICE restart, and quality samples.
 //
 // The page's own routes (cookie session + CSRF header) do the join and take the stats,
-// so no access token reaches this script; the join token it gets is good for one room
-// for a short while.
+// so no access token reaches this script; the join token it gets opens one socket to one
+// room, once, for a short while (every reconnection joins afresh).
 
 import { Call } from "./call.js";
 import { Signalling } from "./signalling.js";
