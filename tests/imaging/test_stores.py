@@ -379,6 +379,29 @@ async def test_a_deleted_study_is_gone_and_the_other_study_stays(store: Store) -
     assert not stored.already_stored  # deleted means it can come back
 
 
+async def test_removed_instances_are_gone_with_the_series_and_study_they_emptied(
+    store: Store,
+) -> None:
+    archive = Archive()
+    await put_all(store, archive.all())
+    mr = [str(parse(data).SOPInstanceUID) for data in archive.files[archive.mr_series]]
+    b = [str(parse(data).SOPInstanceUID) for data in archive.files[archive.b_series]]
+    ct_one = str(parse(archive.files[archive.ct_series][0]).SOPInstanceUID)
+
+    await store.remove([*mr, *b, ct_one, "1.2.826.0.1.3680043.8.498.1", "../etc/passwd"])
+
+    assert [study.study_uid for study in await store.studies()] == [archive.study_a]
+    assert [series.series_uid for series in await store.series(archive.study_a)] == [
+        archive.ct_series
+    ]
+    assert len(await store.instances(archive.study_a)) == 2
+    for uid in (*mr, *b, ct_one):
+        with pytest.raises(NotFoundInStore):
+            await store.get(uid)
+    stored = await store.put(archive.files[archive.b_series][0])
+    assert not stored.already_stored  # removed means it can come back
+
+
 @pytest.mark.parametrize(
     "uid", ["1.2.826.0.1.3680043.8.498.1", "../../etc/passwd", "1.2.3/../4", "", "1" * 65]
 )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +18,11 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 from sqlalchemy import select
 
 from services.imaging.dicomweb import stow
-from services.imaging.stores import FileStore, Store
+from services.imaging.stores import FileStore, NotFoundInStore, Store
 from shared import audit
 from shared.identity.models import Role
 from shared.platform import Platform
+from shared.problems import BadRequest
 from shared.registry.models import Institution
 from tests.factories import Factory
 from tests.imaging import factories as dicom
@@ -380,15 +384,19 @@ async def test_instances_go_to_the_institutions_orthanc(
         assert len(await store.instances(study)) == 2
 
 
-def spooled(folder: Path, *files: bytes) -> list[stow.Part]:
-    """Parts as `spool` leaves them: one after another in one file."""
+async def spooled(
+    folder: Path, *files: bytes, then: Callable[[], Awaitable[None]] | None = None
+) -> AsyncIterator[stow.Part]:
+    """Parts as `spool` yields them: one after another in one file; `then` runs after the
+    last (a body that breaks there raises from it)."""
     path = folder / "body.bin"
     path.write_bytes(b"".join(files))
-    offsets = [sum(len(f) for f in files[:i]) for i in range(len(files))]
-    return [
-        stow.Part(path, stow.DICOM, offset=offset, size=len(data))
-        for offset, data in zip(offsets, files, strict=True)
-    ]
+    offset = 0
+    for data in files:
+        yield stow.Part(path, stow.DICOM, offset=offset, size=len(data))
+        offset += len(data)
+    if then is not None:
+        await then()
 
 
 @pytest.mark.parametrize("in_flight", [1, 2, 3])
@@ -416,15 +424,22 @@ async def test_windows_in_flight_keep_the_first_copy_and_answer_in_the_parts_ord
 
 
 class Recording:
-    """A real store that notes the size of each batch it is handed."""
+    """A real store that notes the size of each batch it is handed, and when one is kept."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.batches: list[int] = []
+        self.kept = asyncio.Event()
 
     async def put_checked(self, parts: Any) -> Any:
         self.batches.append(len(parts))
-        return await self.store.put_checked(parts)
+        try:
+            return await self.store.put_checked(parts)
+        finally:
+            self.kept.set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
 
 
 async def test_an_idle_store_gets_the_first_checked_part_without_waiting_for_a_window(
@@ -435,7 +450,7 @@ async def test_an_idle_store_gets_the_first_checked_part_without_waiting_for_a_w
     recording = Recording(file_store)
     outcome = stow.Outcome()
 
-    await stow.store_parts(recording, spooled(tmp_path, *files), outcome, window=8)  # type: ignore[arg-type]
+    await stow.store_parts(recording, spooled(tmp_path, *files), outcome, window=8)
 
     assert recording.batches[0] == 1
     assert sum(recording.batches) == 12
@@ -455,7 +470,7 @@ async def test_a_window_closes_at_its_size_in_bytes_too(
     outcome = stow.Outcome()
 
     await stow.store_parts(
-        recording,  # type: ignore[arg-type]
+        recording,
         spooled(tmp_path, *files),
         outcome,
         window=8,
@@ -465,3 +480,124 @@ async def test_a_window_closes_at_its_size_in_bytes_too(
     assert max(recording.batches) <= 2
     assert sum(recording.batches) == 6
     assert len(outcome.stored) == 6
+
+
+async def _broken() -> None:
+    raise BadRequest("the multipart body ends before its closing boundary")
+
+
+async def test_a_body_that_breaks_after_parts_were_stored_takes_them_back(
+    store: Store, tmp_path: Path
+) -> None:
+    """Parts are stored while the body arrives: when it then breaks, nothing of it stays,
+    but what was in the store before (a second copy sent of it is not taken back)."""
+    study, series = generate_uid(), generate_uid()
+    before = dicom.instance(study_uid=study, series_uid=series)
+    await store.put(before)
+    files = [dicom.instance(study_uid=study, series_uid=series) for _ in range(5)]
+    outcome = stow.Outcome()
+
+    with pytest.raises(BadRequest):
+        await stow.store_parts(
+            store, spooled(tmp_path, *files, before, then=_broken), outcome, window=2
+        )
+
+    assert outcome.stored == [] and outcome.failed == []
+    assert [i.sop_instance_uid for i in await store.instances(study)] == [
+        str(dicom.parse(before).SOPInstanceUID)
+    ]
+
+
+async def test_an_instance_another_request_was_told_is_stored_survives_the_undo(
+    store: Store, tmp_path: Path
+) -> None:
+    study, series = generate_uid(), generate_uid()
+    shared, own = (dicom.instance(study_uid=study, series_uid=series) for _ in range(2))
+    recording, second_answered = Recording(store), asyncio.Event()
+
+    async def breaks_later() -> None:
+        await second_answered.wait()
+        raise BadRequest("the client went away")
+
+    async def first() -> None:
+        await stow.store_parts(
+            recording,
+            spooled(tmp_path / "a", shared, own, then=breaks_later),
+            stow.Outcome(),
+            window=1,
+        )
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    broken = asyncio.create_task(first())
+    await recording.kept.wait()
+    second = stow.Outcome()
+    await stow.store_parts(store, spooled(tmp_path / "b", shared), second)
+    second_answered.set()
+    with pytest.raises(BadRequest):
+        await broken
+
+    assert [s.already_stored for s in second.stored] == [True]
+    assert [i.sop_instance_uid for i in await store.instances(study)] == [
+        str(dicom.parse(shared).SOPInstanceUID)
+    ]
+
+
+async def test_a_declared_body_is_stored_while_it_arrives_and_taken_back_if_it_breaks(
+    client: httpx.AsyncClient,
+    platform: Platform,
+    institution: Institution,
+    radiologist: dict[str, str],
+) -> None:
+    kept, series = generate_uid(), generate_uid()
+    files = [dicom.instance(study_uid=kept, series_uid=series) for _ in range(3)]
+    body, content_type = multipart(*files)
+    cut = body.index(b"Content-Type", len(files[0]))  # the second part's header
+    first_uid = str(dicom.parse(files[0]).SOPInstanceUID)
+    seen_before_the_end: list[bool] = []
+
+    async def stored_yet() -> bool:
+        store = FileStore(originals(platform, institution))
+        for _ in range(500):  # a deadline of about 5 s, not a timing assertion
+            if originals(platform, institution).exists():
+                with contextlib.suppress(NotFoundInStore):
+                    await store.get(first_uid)
+                    return True
+            await asyncio.sleep(0.01)
+        return False
+
+    def sending(rest: bytes) -> Callable[[], AsyncIterator[bytes]]:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield body[:cut]
+            seen_before_the_end.append(await stored_yet())
+            yield rest
+
+        return chunks
+
+    headers = {**radiologist, "Content-Type": content_type, "Content-Length": str(len(body))}
+    whole = await client.post("/dicomweb/studies", content=sending(body[cut:])(), headers=headers)
+    assert whole.status_code == 200, whole.text
+    assert seen_before_the_end == [True]
+
+    study = generate_uid()
+    files = [dicom.instance(study_uid=study, series_uid=series) for _ in range(3)]
+    body, content_type = multipart(*files)
+    cut = body.index(b"Content-Type", len(files[0]))
+    first_uid = str(dicom.parse(files[0]).SOPInstanceUID)
+    broken = body[cut : -len(b"--\r\n") - 40]  # no closing boundary
+    headers = {
+        **radiologist,
+        "Content-Type": content_type,
+        "Content-Length": str(cut + len(broken)),
+    }
+    answer = await client.post("/dicomweb/studies", content=sending(broken)(), headers=headers)
+
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert seen_before_the_end == [True, True]
+    with pytest.raises(NotFoundInStore):
+        await FileStore(originals(platform, institution)).instances(study)
+    assert leftovers(platform) == []
+    async with platform.database.transaction() as session:
+        events = (await session.scalars(select(audit.AuditEvent))).all()
+    assert [(e.action, e.resource_id) for e in events] == [("imaging.store", kept)]

@@ -68,8 +68,9 @@ async def _store(
     folder = Path(tempfile.mkdtemp(dir=spool_root, prefix="stow-"))
     outcome = stow.Outcome()
     try:
-        parts = await stow.spool(
-            request.stream(), boundary, folder, max_bytes=settings.stow_max_bytes
+        parts = stow.arriving(
+            stow.spool(request.stream(), boundary, folder, max_bytes=settings.stow_max_bytes),
+            whole_first=not declared.isdigit(),  # else a 413 could come after something is kept
         )
         async with locations.originals(platform, institution) as store:
             await stow.store_parts(store, parts, outcome, study_uid=study_uid)

@@ -112,6 +112,12 @@ class Store(Protocol):
     does not hold, including a UID that is not a well-formed UID.
     """
 
+    @property
+    def address(self) -> str:
+        """Where the instances are (an Orthanc's URL, a folder): two stores with the same
+        address hold the same instances."""
+        ...
+
     async def put(self, data: bytes) -> StoredInstance:
         """Keep one DICOM Part 10 file; `RejectedByStore` says why one is refused."""
         ...
@@ -169,6 +175,11 @@ class Store(Protocol):
 
     async def delete_study(self, study_uid: str) -> None:
         """Remove a study and every file in it."""
+        ...
+
+    async def remove(self, sop_instance_uids: Sequence[str]) -> None:
+        """Remove these instances, and a series or study left empty with them; an instance
+        the store does not hold is no error (a STOW-RS request undoing what it kept)."""
         ...
 
     async def metadata(self, study_uid: str) -> list[dict[str, Any]]:

@@ -98,6 +98,10 @@ class FileStore:
         self._lock = asyncio.Lock()
         self._ready = False
 
+    @property
+    def address(self) -> str:
+        return str(self.root.resolve())
+
     async def __aenter__(self) -> FileStore:
         return self
 
@@ -205,6 +209,42 @@ class FileStore:
             for table in ("instances", "series", "studies"):
                 db.execute(f"DELETE FROM {table} WHERE study_uid = ?", (study_uid,))  # noqa: S608
         for uid in uids:
+            (self.root / file_name(uid)).unlink(missing_ok=True)
+
+    async def remove(self, sop_instance_uids: Sequence[str]) -> None:
+        """Index rows first, then files: a reader never finds a row without its file."""
+        uids = [uid for uid in sop_instance_uids if part10.is_uid(uid)]
+        if not uids:
+            return
+        await self._ensure_ready()
+        async with self._lock:
+            await self._run(self._remove, uids)
+
+    def _remove(self, uids: list[str]) -> None:
+        with closing(self._connect()) as db, db:
+            places: set[tuple[str, str]] = set()
+            removed: list[str] = []
+            for uid in uids:
+                row = db.execute(
+                    "SELECT study_uid, series_uid FROM instances WHERE sop_instance_uid = ?",
+                    (uid,),
+                ).fetchone()
+                if row is not None:
+                    places.add((row[0], row[1]))
+                    removed.append(uid)
+                    db.execute("DELETE FROM instances WHERE sop_instance_uid = ?", (uid,))
+            for study, series in places:
+                db.execute(
+                    "DELETE FROM series WHERE study_uid = ? AND series_uid = ? AND NOT EXISTS"
+                    " (SELECT 1 FROM instances WHERE study_uid = ? AND series_uid = ?)",
+                    (study, series, study, series),
+                )
+                db.execute(
+                    "DELETE FROM studies WHERE study_uid = ? AND NOT EXISTS"
+                    " (SELECT 1 FROM instances WHERE study_uid = ?)",
+                    (study, study),
+                )
+        for uid in removed:
             (self.root / file_name(uid)).unlink(missing_ok=True)
 
     # -- reading ---------------------------------------------------------------------------

@@ -104,6 +104,10 @@ class OrthancStore:
         )
         self._concurrency = asyncio.Semaphore(concurrency)
 
+    @property
+    def address(self) -> str:
+        return self.base_url
+
     async def __aenter__(self) -> OrthancStore:
         return self
 
@@ -180,25 +184,35 @@ class OrthancStore:
         return [result for result in results if result is not None]
 
     async def _held(self, sop_instance_uids: list[str]) -> dict[str, int]:
-        """The file size of each of these instances that Orthanc holds (list matching,
-        PS3.4 C.2.2.2.2: UIDs are digits and dots, so no wildcard can sneak in)."""
+        """The file size of each of these instances that Orthanc holds."""
         held: dict[str, int] = {}
+        for item in _list_of_objects(
+            await self._find(sop_instance_uids, expand=True), "look up instances"
+        ):
+            held.setdefault(_tags(item).get("SOPInstanceUID", ""), _size_of(item))
+        return held
+
+    async def _find(self, sop_instance_uids: Iterable[str], *, expand: bool) -> list[Any]:
+        """`POST /tools/find` of the instances with these UIDs, by list matching (PS3.4
+        C.2.2.2.2: UIDs are digits and dots, so no wildcard can sneak in): their Orthanc
+        ids, or with `expand` their descriptions."""
+        found: list[Any] = []
         unique = sorted(set(sop_instance_uids))
         for start in range(0, len(unique), _FIND_BATCH):
-            found = await self._objects(
+            answer = await self._json(
                 "look up instances",
                 self._client.post_tools_find(
                     {
                         "Level": "Instance",
                         "Query": {"SOPInstanceUID": "\\".join(unique[start : start + _FIND_BATCH])},
-                        "Expand": True,
+                        "Expand": expand,
                     }
                 ),
             )
-            for item in found:
-                uid = _tags(item).get("SOPInstanceUID", "")
-                held.setdefault(uid, _size_of(item))
-        return held
+            if not isinstance(answer, list):
+                raise StoreError("Orthanc answered a look-up with something other than a list")
+            found += answer
+        return found
 
     async def _upload_all(
         self, parts: Sequence[part10.Part10]
@@ -268,6 +282,16 @@ class OrthancStore:
         """`DELETE /studies/{id}` for each Orthanc study with this UID (one per patient)."""
         for orthanc_id in await self._study_ids(study_uid):
             await self._send("delete a study", self._client.delete_studies_id(orthanc_id))
+
+    async def remove(self, sop_instance_uids: Sequence[str]) -> None:
+        """`DELETE /instances/{id}` for each instance with one of these UIDs; Orthanc drops a
+        series or study left empty itself."""
+        uids = [uid for uid in sop_instance_uids if part10.is_uid(uid)]
+        for orthanc_id in await self._find(uids, expand=False):
+            with contextlib.suppress(NotFoundInStore):  # gone meanwhile
+                await self._send(
+                    "delete an instance", self._client.delete_instances_id(str(orthanc_id))
+                )
 
     # -- reading ---------------------------------------------------------------------------
 
