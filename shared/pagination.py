@@ -23,7 +23,7 @@ class PageParams:
         return (self.page - 1) * self.limit
 
 
-def _page_params(
+async def _page_params(
     page: Annotated[int, Query(ge=1, le=100_000, description="1-based page number")] = 1,
     limit: Annotated[int, Query(ge=1, le=200, description="items per page")] = 50,
 ) -> PageParams:

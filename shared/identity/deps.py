@@ -48,7 +48,13 @@ def get_platform(request: Request) -> Platform:
     return platform
 
 
-PlatformDep = Annotated[Platform, Depends(get_platform)]
+async def _platform(request: Request) -> Platform:
+    """`get_platform` as a dependency. Async, as every dependency here: FastAPI runs a plain
+    `def` one in a worker thread, a thread hop on every request for an attribute read."""
+    return get_platform(request)
+
+
+PlatformDep = Annotated[Platform, Depends(_platform)]
 
 
 async def get_session(platform: PlatformDep) -> AsyncIterator[AsyncSession]:
@@ -73,7 +79,7 @@ async def get_caller(
         raise Unauthorized("send an access token: Authorization: Bearer <token>")
     async with platform.database.transaction() as session:
         try:
-            user = await _user_for(token, platform, session)
+            user, institution = await _user_for(token, platform, session)
         except InvalidToken as exc:
             exc.refusal = audit.Refusal(
                 audit.Actor(),
@@ -83,7 +89,6 @@ async def get_caller(
                 details={"path": request.url.path},
             )
             raise
-        institution = await session.get(Institution, user.institution_id)
     return Caller(
         operator=institution is not None and institution.kind == InstitutionKind.OPERATOR,
         user_id=user.id,
@@ -97,23 +102,35 @@ async def get_caller(
     )
 
 
-async def _user_for(token: str, platform: Platform, session: AsyncSession) -> User:
+async def _user_for(
+    token: str, platform: Platform, session: AsyncSession
+) -> tuple[User, Institution | None]:
+    """The token's user and its institution, in one query."""
     settings = platform.settings
     if platform.oidc is not None:
         claims = await platform.oidc.verify(token)
         if not claims.username:
             raise InvalidToken(f"the token has no {settings.oidc_username_claim} claim")
-        user = await session.scalar(select(User).where(User.username == claims.username))
+        which = User.username == claims.username
     else:
         claims = platform.keyring.verify(
             token, issuer=settings.jwt_issuer, audience=settings.jwt_audience
         )
-        user = await session.get(User, int(claims.subject)) if claims.subject.isdigit() else None
-    if user is None:
+        if not claims.subject.isdigit():
+            raise InvalidToken("the token's user is unknown here")
+        which = User.id == int(claims.subject)
+    row = (await session.execute(_USER_AND_INSTITUTION.where(which))).first()
+    if row is None:
         raise InvalidToken("the token's user is unknown here")
+    user, institution = row
     if user.disabled:
         raise InvalidToken("the user is disabled")
-    return user
+    return user, institution
+
+
+_USER_AND_INSTITUTION = select(User, Institution).outerjoin(
+    Institution, Institution.id == User.institution_id
+)
 
 
 CurrentUser = Annotated[Caller, Depends(get_caller)]

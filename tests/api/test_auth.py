@@ -8,10 +8,13 @@ import time
 
 import httpx
 import jwt
+import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.identity.models import Role
+from shared.identity.tokens import LEEWAY_S
 from shared.platform import Platform
+from shared.problems import InvalidToken
 from tests.factories import PASSWORD, Factory
 
 
@@ -162,3 +165,19 @@ async def _audit(platform: Platform, action: str) -> list:  # type: ignore[type-
             select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
         )
         return list(rows)
+
+
+def test_a_token_verified_once_is_still_refused_once_it_expires_or_for_another_audience(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Keyring.verify` remembers signatures it checked, never a token's validity."""
+    keyring = platform.keyring
+    token, ttl = keyring.issue(subject="7", username="u", issuer="jisr", audience="jisr", ttl_s=60)
+    first = keyring.verify(token, issuer="jisr", audience="jisr")
+    assert keyring.verify(token, issuer="jisr", audience="jisr") == first
+    with pytest.raises(InvalidToken):
+        keyring.verify(token, issuer="jisr", audience="jisr:teleconsult-join")
+    later = time.time() + ttl + LEEWAY_S + 1
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(InvalidToken):
+        keyring.verify(token, issuer="jisr", audience="jisr")

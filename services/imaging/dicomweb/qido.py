@@ -38,8 +38,8 @@ DICOM_JSON = "application/dicom+json"
 
 async def entitled_study(session: Session, caller: Caller, study_uid: str) -> None:
     """404 unless the caller's institution may read this de-identified study."""
-    if study_uid not in await shares.visible_study_uids(
-        session, institution_id=caller.institution_id
+    if not await shares.may_read_study(
+        session, institution_id=caller.institution_id, study_uid=study_uid
     ):
         raise NotFound("no such study")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import JSON, Select, column, or_, select, table
+from sqlalchemy import JSON, Select, bindparam, column, or_, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.imaging.shares.models import ImagingShare, ShareStatus
@@ -111,6 +111,31 @@ async def copy_still_used(session: AsyncSession, *, shared_study_uid: str, but: 
             ImagingShare.status == ShareStatus.READY.value,
             ImagingShare.id != but,
         )
+    )
+    return found is not None
+
+
+_MAY_READ = (
+    select(ImagingShare.id)
+    .where(
+        ImagingShare.shared_study_uid == bindparam("study_uid"),
+        ImagingShare.status == ShareStatus.READY.value,
+        or_(
+            ImagingShare.provider_id == bindparam("institution_id"),
+            ImagingShare.origin_id == bindparam("institution_id"),
+        ),
+    )
+    .limit(1)
+)
+"""Built once: every DICOMweb request asks it, and building the expression cost more than
+running it (a third of a WADO-RS redirect's 6 ms, most of it in SQLAlchemy's operators)."""
+
+
+async def may_read_study(session: AsyncSession, *, institution_id: int, study_uid: str) -> bool:
+    """Whether an institution may read this de-identified study through DICOMweb: one of its
+    ready shares (one indexed look-up, however many shares it has)."""
+    found = await session.scalar(
+        _MAY_READ, {"study_uid": study_uid, "institution_id": institution_id}
     )
     return found is not None
 
