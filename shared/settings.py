@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     # HTTP.
     host: str = "127.0.0.1"
     port: int = 8000
+    public_url: str = Field(default="", pattern=r"^(https?://[^/?#\s]+)?$")
+    """The platform's address as clients reach it (`https://jisr.example.org`), for the URLs
+    its answers carry (DICOMweb Retrieve URLs); empty: the request's own `Host`. Some clients
+    send `Host` without the port (dicomweb-client does), which then drops from those URLs."""
     log_level: str = "INFO"
     log_json: bool = True
     seed_demo: bool = True

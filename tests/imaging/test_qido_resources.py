@@ -16,11 +16,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from requests import HTTPError
 
 from services.imaging.locations import shared_copies
 from services.imaging.stores import OrthancStore
 from shared.platform import Platform
+from shared.settings import Settings
 from tests.imaging.conftest import OrthancServer, empty
 from tests.imaging.test_dicomweb_out import base_url, shared, shared_uid, status, viewer
 from tests.imaging.test_shares import Sharing
@@ -226,3 +228,28 @@ async def test_a_study_date_range_and_a_modality_that_miss_find_nothing(
 
     assert before.status_code == 200 and before.json() == []
     assert no_us.status_code == 200 and no_us.json() == []
+
+
+async def test_retrieve_urls_carry_the_public_url_when_one_is_set(
+    shared: Sharing, base_url: str
+) -> None:
+    """dicomweb-client sends Host without the port; JISR_PUBLIC_URL puts it back."""
+    shared.platform.settings.public_url = base_url
+    uid = await shared_uid(shared)
+
+    found = await asyncio.to_thread(
+        viewer(base_url, shared, "provider_radiologist").search_for_instances,
+        study_instance_uid=uid,
+    )
+    with pytest.raises(HTTPError) as stranger:
+        await asyncio.to_thread(
+            viewer(base_url, shared, "stranger").search_for_instances, study_instance_uid=uid
+        )
+
+    assert len(found) == 5
+    for item in found:
+        assert item["00081190"]["Value"][0].startswith(f"{base_url}/dicomweb/studies/{uid}/series/")
+    assert status(stranger.value) == 404
+    for wrong in ("jisr.example.org", "https://jisr.example.org/path", "ftp://jisr.example.org"):
+        with pytest.raises(ValidationError):
+            Settings(public_url=wrong)

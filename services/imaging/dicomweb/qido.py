@@ -45,8 +45,10 @@ async def entitled_study(session: Session, caller: Caller, study_uid: str) -> No
 
 
 def base_url(request: Request) -> str:
-    """Where this DICOMweb service is, as the caller reached it (for Retrieve URL, 0008,1190)."""
-    return f"{str(request.base_url).rstrip('/')}/dicomweb"
+    """Where this DICOMweb service is, for Retrieve URL (0008,1190): `JISR_PUBLIC_URL` when
+    set, else as the caller reached it."""
+    public: str = request.app.state.platform.settings.public_url
+    return f"{(public or str(request.base_url)).rstrip('/')}/dicomweb"
 
 
 def _value(vr: str, value: Any) -> dict[str, Any]:

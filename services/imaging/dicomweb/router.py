@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from services.imaging import locations
-from services.imaging.dicomweb import stow
+from services.imaging.dicomweb import qido, stow
 from services.imaging.stores import part10
 from shared import audit
 from shared.identity.deps import Caller, CurrentUser, PlatformDep, Session, require
@@ -86,9 +86,8 @@ async def _store(
             resource_id=study,
             details={"instances": len(instances), "failed": len(outcome.failed)},
         )
-    base = str(request.base_url).rstrip("/") + "/dicomweb"
     return JSONResponse(
-        stow.response_body(outcome, base),
+        stow.response_body(outcome, qido.base_url(request)),
         status_code=stow.status_code(outcome),
         media_type=stow.DICOM_JSON,
     )
