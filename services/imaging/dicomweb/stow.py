@@ -509,6 +509,8 @@ class _Kept:
         self.adopted = False
 
 
+_undoing: set[asyncio.Future[None]] = set()
+"""Undo tasks still running: the event loop keeps only weak references to tasks."""
 _kept: dict[tuple[str, str], _Kept] = {}
 """(store address, SOP Instance UID) -> what a request in this process stored new and would
 remove if its body broke; another request told that instance was already stored adopts it,
@@ -597,7 +599,10 @@ async def store_parts(
             await send(batch)
         await settle(until=0)
     except BaseException:
-        await asyncio.shield(_undo(store, storing, mine))
+        undoing = asyncio.ensure_future(_undo(store, storing, mine))
+        _undoing.add(undoing)  # shielded: if this task is cancelled, the undo goes on
+        undoing.add_done_callback(_undoing.discard)
+        await asyncio.shield(undoing)
         raise
     finally:
         for uid in mine:
