@@ -134,6 +134,9 @@ class Row:
     path: str
     megabytes: float
     seconds: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    """CPU seconds the serving side spent (every process this benchmark started: Orthanc,
+    Jisr, nginx), each run: on two cores, what Jisr spends competes with Orthanc."""
     floor: Row | None = None
     """The same request through the same proxy without Jisr, when there is a proxy."""
 
@@ -153,6 +156,7 @@ HEADER = [
     "overhead",
     "< 20 %",
     "over the proxy floor",
+    "serving CPU s (median)",
 ]
 
 
@@ -179,7 +183,40 @@ def _cells(row: Row, direct: Row | None) -> list[str]:
         overhead,
         verdict,
         f"{(row.median / row.floor.median - 1) * 100:+.1f} %" if row.floor else "-",
+        f"{statistics.median(row.cpu):.2f}" if row.cpu else "-",
     ]
+
+
+def until_quiet(deadline_s: float = 60.0, window_s: float = 0.5) -> float:
+    """Wait until the serving side is idle (under 5 % of a core over `window_s`); returns
+    how long that took. Each Jisr server starts its de-identification pool at start-up
+    (about 2 s of CPU): measured during it, the first runs competed with it."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < deadline_s:
+        before = serving_cpu()
+        time.sleep(window_s)
+        if serving_cpu() - before < 0.05 * window_s:
+            break
+    return time.perf_counter() - started
+
+
+def serving_cpu() -> float:
+    """CPU seconds (user and system) of every process descended from this one so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, pending = 0.0, [os.getpid()]
+    while pending:
+        pid = pending.pop()
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as children:
+                    pending += [int(child) for child in children.read().split()]
+            if pid != os.getpid():
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / ticks
+        except (FileNotFoundError, ProcessLookupError):  # a process that just ended
+            continue
+    return total
 
 
 def table(groups: Sequence[tuple[Row, Sequence[Row]]]) -> str:
@@ -200,12 +237,15 @@ def interleaved(
     for i in range(warmup + repeats):
         for k in range(len(runs)):
             row, call, reset = runs[(i + k) % len(runs)]
+            cpu = serving_cpu()
             start = time.perf_counter()
             call()
             elapsed = time.perf_counter() - start
+            cpu = serving_cpu() - cpu
             reset()
             if i >= warmup:
                 row.seconds.append(elapsed)
+                row.cpu.append(cpu)
 
 
 # -- the platform --------------------------------------------------------------------------
@@ -464,6 +504,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 httpx.Client(auth=(orthanc.username, orthanc.password), timeout=300) as admin,
                 httpx.Client(timeout=300) as client,
             ):
+                quiet_s = until_quiet()
+                print(f"serving side quiet after {quiet_s:.1f} s", file=sys.stderr)
                 direct_auth = {"Authorization": _basic(orthanc)}
                 jisr_auth = {"Authorization": f"Bearer {setup.uploader}"}
 
