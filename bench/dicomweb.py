@@ -51,6 +51,7 @@ import uvicorn
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from bench.procs import descendants, process_cpu_s
 from jisr.app import create_app
 from jisr.topology import configs
 from shared import migrations
@@ -202,21 +203,7 @@ def until_quiet(deadline_s: float = 60.0, window_s: float = 0.5) -> float:
 
 def serving_cpu() -> float:
     """CPU seconds (user and system) of every process descended from this one so far."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total, pending = 0.0, [os.getpid()]
-    while pending:
-        pid = pending.pop()
-        try:
-            for task in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{task}/children") as children:
-                    pending += [int(child) for child in children.read().split()]
-            if pid != os.getpid():
-                with open(f"/proc/{pid}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / ticks
-        except (FileNotFoundError, ProcessLookupError):  # a process that just ended
-            continue
-    return total
+    return sum(process_cpu_s(pid) for pid in descendants(os.getpid()))
 
 
 def table(groups: Sequence[tuple[Row, Sequence[Row]]]) -> str:

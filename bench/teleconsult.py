@@ -58,6 +58,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, VideoStreamTrack
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 
+from bench.procs import process_cpu_s
 from jisr.topology.processes import free_port, stop
 from services.teleconsult import tokens
 from services.teleconsult.recording.room import RoomPeer, configuration, pin_host_addresses
@@ -445,15 +446,6 @@ class Ramp:
     @property
     def server_us_per_message(self) -> float:
         return self.server_cpu * MEASURE_S / max(1, self.messages) * 1e6
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process `pid` (Linux /proc; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class RoomLoad:

@@ -102,6 +102,11 @@ async def get_caller(
     )
 
 
+_USER_AND_INSTITUTION = select(User, Institution).outerjoin(
+    Institution, Institution.id == User.institution_id
+)
+
+
 async def _user_for(
     token: str, platform: Platform, session: AsyncSession
 ) -> tuple[User, Institution | None]:
@@ -126,11 +131,6 @@ async def _user_for(
     if user.disabled:
         raise InvalidToken("the user is disabled")
     return user, institution
-
-
-_USER_AND_INSTITUTION = select(User, Institution).outerjoin(
-    Institution, Institution.id == User.institution_id
-)
 
 
 CurrentUser = Annotated[Caller, Depends(get_caller)]

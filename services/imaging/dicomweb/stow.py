@@ -200,7 +200,7 @@ async def spool(
     """
     delimiter = b"\r\n--" + boundary
     buffer = bytearray(b"\r\n")  # the first delimiter may open the body with no CRLF before it
-    parts: list[Part] = []
+    part = Part(Path(), DICOM)  # the part being received, once state is "body"
     state = "preamble"
     handle, name = tempfile.mkstemp(dir=folder, prefix="body-", suffix=".bin")
     path = Path(name)
@@ -226,9 +226,9 @@ async def spool(
                         break
                     if state == "body":
                         written += _write(out, buffer, at)
-                        parts[-1].size = written - parts[-1].offset
+                        part.size = written - part.offset
                         out.flush()  # read back by offset from another file object
-                        yield parts[-1]
+                        yield part
                     del buffer[: at + len(delimiter)]
                     state = "delimiter"
                 if state == "delimiter":
@@ -255,7 +255,7 @@ async def spool(
                             break
                         headers, skip = bytes(buffer[:end]), end + 4
                     del buffer[:skip]
-                    parts.append(Part(path, _media_type(headers), offset=written))
+                    part = Part(path, _media_type(headers), offset=written)
                     state = "body"
                 if state == "done":
                     break

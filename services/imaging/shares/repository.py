@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import JSON, Select, bindparam, column, or_, select, table
+from sqlalchemy import JSON, Select, and_, bindparam, column, or_, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.imaging.shares.models import ImagingShare, ShareStatus
@@ -115,25 +115,29 @@ async def copy_still_used(session: AsyncSession, *, shared_study_uid: str, but: 
     return found is not None
 
 
+_READABLE = and_(
+    ImagingShare.status == ShareStatus.READY.value,
+    or_(
+        ImagingShare.provider_id == bindparam("institution_id"),
+        ImagingShare.origin_id == bindparam("institution_id"),
+    ),
+)
+"""What an institution may read through DICOMweb: its ready shares, as provider or origin."""
 _MAY_READ = (
     select(ImagingShare.id)
-    .where(
-        ImagingShare.shared_study_uid == bindparam("study_uid"),
-        ImagingShare.status == ShareStatus.READY.value,
-        or_(
-            ImagingShare.provider_id == bindparam("institution_id"),
-            ImagingShare.origin_id == bindparam("institution_id"),
-        ),
-    )
+    .where(_READABLE, ImagingShare.shared_study_uid == bindparam("study_uid"))
     .limit(1)
 )
-"""Built once: every DICOMweb request asks it, and building the expression cost more than
-running it (a third of a WADO-RS redirect's 6 ms, most of it in SQLAlchemy's operators)."""
+_VISIBLE = select(ImagingShare.shared_study_uid).where(
+    _READABLE, ImagingShare.shared_study_uid.is_not(None)
+)
+# Built once: every DICOMweb request asks one of them, and building the expression cost more
+# than running it (a third of a WADO-RS redirect's 6 ms, most of it in SQLAlchemy's operators).
 
 
 async def may_read_study(session: AsyncSession, *, institution_id: int, study_uid: str) -> bool:
-    """Whether an institution may read this de-identified study through DICOMweb: one of its
-    ready shares (one indexed look-up, however many shares it has)."""
+    """Whether an institution may read this de-identified study: one of the studies
+    `visible_study_uids` gives, in one indexed look-up however many shares it has."""
     found = await session.scalar(
         _MAY_READ, {"study_uid": study_uid, "institution_id": institution_id}
     )
@@ -142,14 +146,5 @@ async def may_read_study(session: AsyncSession, *, institution_id: int, study_ui
 
 async def visible_study_uids(session: AsyncSession, *, institution_id: int) -> set[str]:
     """The de-identified studies an institution may read through DICOMweb: of its ready shares."""
-    rows = await session.scalars(
-        select(ImagingShare.shared_study_uid).where(
-            ImagingShare.status == ShareStatus.READY.value,
-            ImagingShare.shared_study_uid.is_not(None),
-            or_(
-                ImagingShare.provider_id == institution_id,
-                ImagingShare.origin_id == institution_id,
-            ),
-        )
-    )
+    rows = await session.scalars(_VISIBLE, {"institution_id": institution_id})
     return {uid for uid in rows if uid}
